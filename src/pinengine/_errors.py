@@ -1,0 +1,40 @@
+"""Exception classes shared by every part of pinengine."""
+
+from __future__ import annotations
+
+import ssl
+
+
+class PinengineError(Exception):
+    """Base class of the errors pinengine raises on its own account."""
+
+
+class CertificateParseError(PinengineError, ValueError):
+    """A certificate (or public key) is not well-formed DER of the expected shape."""
+
+
+class PinFormatError(PinengineError, ValueError):
+    """A pin string or pin value is malformed: the message quotes it and says why."""
+
+
+class PolicyError(PinengineError, ValueError):
+    """A pin policy (file, mapping or code) is invalid: the message names the place and the problem."""
+
+
+class PinMismatchError(ssl.SSLCertVerificationError):
+    """No configured pin matched the certificate chain, or the chain holds a blocked key.
+
+    The message lists every certificate of the chain with its pin and subject,
+    then the pins configured for the host, so the right pin can be pasted from it.
+    """
+
+    def __init__(self, message: str, *, hostname: str = "", result: object = None) -> None:
+        super().__init__(message)
+        self.hostname = hostname
+        self.result = result
+        # ssl.SSLCertVerificationError carries these two; give them meaning here.
+        self.verify_code = 0
+        self.verify_message = message
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

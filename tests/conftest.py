@@ -1,0 +1,38 @@
+"""Every test runs once per core backend: compiled and pure Python.
+
+With ``PINENGINE_NO_EXTENSIONS=1`` only the pure-Python backend runs. Without
+it, the compiled core must be importable: a missing extension is an error,
+not a skip, so a broken build can never pass as green.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+from typing import Iterator
+
+import pytest
+
+from pinengine import _backend
+
+_FORCE_PYTHON = os.environ.get("PINENGINE_NO_EXTENSIONS", "") not in ("", "0")
+BACKENDS = ["python"] if _FORCE_PYTHON else ["compiled", "python"]
+
+
+def _module(name: str) -> ModuleType:
+    return importlib.import_module("pinengine._core" if name == "compiled" else "pinengine._core_py")
+
+
+@pytest.fixture(params=BACKENDS, autouse=True)
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The backend this test runs on; ``pinengine`` itself uses it while the test runs."""
+    module = _module(request.param)
+    monkeypatch.setattr(_backend, "core", module)
+    yield request.param
+
+
+@pytest.fixture
+def core(backend: str) -> ModuleType:
+    """The core module of the backend under test."""
+    return _module(backend)
