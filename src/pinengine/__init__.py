@@ -11,6 +11,8 @@ from ._errors import (
     PolicyError,
 )
 from ._types import CertificateInfo
+from .pins import InsecurePinWarning, Pin
+from .policy import DomainEntry, PinMatch, PinPolicy, VerificationResult
 
 __version__ = "0.1.0"
 
@@ -40,6 +42,13 @@ def parse_certificate(der: bytes) -> CertificateInfo:
 
 __all__ = [
     "CertificateInfo",
+    "DomainEntry",
+    "InsecurePinWarning",
+    "Pin",
+    "PinMatch",
+    "PinPolicy",
+    "VerificationResult",
+    "__version__",
     "CertificateParseError",
     "PinFormatError",
     "PinMismatchError",

@@ -1,0 +1,303 @@
+"""The ``pinengine`` command: print pins, lint policies, verify chains.
+
+Exit codes (every subcommand):
+  0  success: pins printed, policy clean, chain accepted
+  1  the check failed: lint findings, a pin mismatch
+  2  usage error or unreadable input: bad arguments, a policy that does not
+     load (for ``verify``), a malformed certificate or chain file
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as _dt
+import json
+import sys
+from typing import Any, Sequence, TextIO
+
+from . import __version__, _backend
+from ._errors import CertificateParseError, PinFormatError, PinMismatchError, PolicyError
+from ._pem import read_blocks
+from .pins import SPKI, Pin
+from .policy import REPORT_ONLY, DomainEntry, PinPolicy
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+EXPIRY_WARNING_DAYS = 30
+TOO_MANY_PINS = 10
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _iso(t: _dt.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _read_chain(path: str) -> list[bytes]:
+    """The certificates of a PEM or DER file, in file order (leaf first for a chain)."""
+    if path == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        with open(path, "rb") as f:
+            data = f.read()
+    ders = [b.der for b in read_blocks(data) if b.label == "CERTIFICATE"]
+    if not ders:
+        raise CertificateParseError("no certificate in it")
+    return ders
+
+
+# -- pins ------------------------------------------------------------------------
+
+
+def _cmd_pins(args: argparse.Namespace, out: TextIO) -> int:
+    core = _backend.core
+    status = EXIT_OK
+    for path in args.files:
+        try:
+            ders = _read_chain(path)
+        except (OSError, CertificateParseError) as exc:
+            print(f"pinengine pins: {path}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+            status = EXIT_USAGE
+            continue
+        for index, der in enumerate(ders):
+            try:
+                info = core.parse_certificate(der)
+            except CertificateParseError as exc:
+                print(f"pinengine pins: {path}: certificate {index}: {exc}", file=sys.stderr)
+                status = EXIT_USAGE
+                continue
+            spki = core.spki_digest(der, args.algorithm)
+            cert = core.cert_digest(der, args.algorithm)
+            spki_pin = str(Pin(args.algorithm, spki))
+            cert_pin = str(Pin(args.algorithm, cert, "certificate"))
+            if args.format == "json":
+                record = {
+                    "file": path,
+                    "index": index,
+                    "subject": info.subject,
+                    "issuer": info.issuer,
+                    "not_before": _iso(info.not_before),
+                    "not_after": _iso(info.not_after),
+                    "pin": spki_pin,
+                    "certificate_pin": cert_pin,
+                    f"spki_{args.algorithm}": _b64(spki),
+                    f"cert_{args.algorithm}": _b64(cert),
+                }
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            else:
+                out.write(
+                    f"{path}[{index}] {spki_pin} {cert_pin} "
+                    f"{_iso(info.not_before)}..{_iso(info.not_after)} "
+                    f"subject={info.subject!r} issuer={info.issuer!r}\n"
+                )
+    return status
+
+
+# -- check -----------------------------------------------------------------------
+
+
+class _Findings:
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+
+    def error(self, text: str) -> None:
+        self.items.append(("error", text))
+
+    def warning(self, text: str) -> None:
+        self.items.append(("warning", text))
+
+
+def _label_problem(host: str) -> str | None:
+    for label in host.split("."):
+        if label in ("*", "**"):
+            continue
+        if "_" in label:
+            return f"label {label!r} has '_', which a certificate's DNS name cannot have"
+        if label.startswith("-") or label.endswith("-"):
+            return f"label {label!r} starts or ends with '-'"
+    return None
+
+
+def lint_policy(policy: PinPolicy, now: _dt.datetime | None = None) -> list[tuple[str, str]]:
+    """Findings for a loaded policy, as ``(severity, message)`` pairs ("error" / "warning")."""
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    found = _Findings()
+    entries = policy.entries
+    for entry in entries:
+        where = f"entry {entry.host!r}"
+        if len(set(entry.pins)) < 2:
+            found.warning(f"{where}: only one pin and no backup pin (require_backup_pin = false)")
+        for pin in entry.pins + entry.blocked_pins:
+            if pin.algorithm == "sha1":
+                found.warning(f"{where}: SHA-1 pin {pin}; pin with sha256")
+        for pin in set(entry.pins) & set(entry.blocked_pins + policy.blocked_pins):
+            found.error(f"{where}: {pin} is both pinned and blocked; it can never match")
+        if entry.expires is not None:
+            if entry.expired(now):
+                found.error(f"{where}: expired on {entry.expires:%Y-%m-%d}; its pins are no longer enforced")
+            elif entry.expires - now <= _dt.timedelta(days=EXPIRY_WARNING_DAYS):
+                days = (entry.expires - now).days
+                found.warning(f"{where}: expires on {entry.expires:%Y-%m-%d}, in {days} days")
+        problem = _label_problem(entry.host)
+        if problem:
+            found.error(f"{where}: can never match: {problem}")
+        if entry.pattern != "exact" and "." not in entry.base:
+            found.warning(f"{where}: covers every name under the top-level domain {entry.base!r}")
+        if len(entry.pins) > TOO_MANY_PINS:
+            found.warning(
+                f"{where}: {len(entry.pins)} pins; with this many keys accepted, pinning means little"
+            )
+        if all(p.kind != SPKI for p in entry.pins):
+            found.warning(f"{where}: only certificate pins; they break on every renewal (pin public keys)")
+        if entry.mode == REPORT_ONLY:
+            found.warning(f"{where}: report-only: mismatches are logged, not refused")
+    for a in entries:
+        for b in entries:
+            if a is b:
+                continue
+            probe = a.base if a.pattern != "one-label" else "x." + a.base
+            if b.covers(probe) and _more_specific(a, b):
+                found.warning(
+                    f"entries {a.host!r} and {b.host!r} overlap: {a.host!r} takes precedence "
+                    f"for the names it covers"
+                )
+    return found.items
+
+
+def _more_specific(a: DomainEntry, b: DomainEntry) -> bool:
+    if a.pattern == "exact":
+        return b.pattern != "exact"
+    if len(a.base) != len(b.base):
+        return len(a.base) > len(b.base)
+    return a.pattern == "one-label" and b.pattern == "any-depth"
+
+
+def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        policy = PinPolicy.from_file(args.policy)
+    except PolicyError as exc:
+        out.write(f"error: {exc}\n")
+        return EXIT_FAILED
+    findings = lint_policy(policy)
+    for severity, text in findings:
+        out.write(f"{severity}: {text}\n")
+    errors = sum(1 for s, _ in findings if s == "error")
+    warnings = len(findings) - errors
+    out.write(
+        f"{args.policy}: {len(policy.entries)} entries, {errors} errors, {warnings} warnings\n"
+    )
+    if errors or (warnings and args.strict):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+# -- verify ----------------------------------------------------------------------
+
+
+def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
+    if bool(args.policy) == bool(args.pin):
+        print("pinengine verify: give --policy POLICY or --pin PIN (one or more)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.policy:
+            policy = PinPolicy.from_file(args.policy)
+        else:
+            pins = [Pin.parse(p) for p in args.pin]
+            policy = PinPolicy([DomainEntry(args.host, tuple(pins), require_backup_pin=False)])
+        chain = _read_chain(args.chain)
+    except (PolicyError, PinFormatError, CertificateParseError) as exc:
+        print(f"pinengine verify: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"pinengine verify: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    core = _backend.core
+    try:
+        out.write(f"host: {args.host}\n")
+        out.write("chain:\n")
+        for i, der in enumerate(chain):
+            info = core.parse_certificate(der)
+            role = "leaf" if i == 0 else "root" if i == len(chain) - 1 else "intermediate"
+            out.write(f"  {i} {role}: {Pin('sha256', core.spki_sha256(der))} {info.subject}\n")
+        result = policy.verify(args.host, chain, verified=not args.unverified)
+    except CertificateParseError as exc:
+        print(f"pinengine verify: {args.chain}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except PinMismatchError as exc:
+        out.write(f"decision: REFUSED\n{exc}\n")
+        return EXIT_FAILED
+    except ValueError as exc:
+        print(f"pinengine verify: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if result.status == "match":
+        m = result.matches[0]
+        out.write(f"decision: accepted: {m.pin} matched certificate {m.index} ({m.role})\n")
+    elif result.status == "not-pinned":
+        out.write("decision: accepted: no policy entry covers this host (not pinned)\n")
+    else:
+        out.write(f"decision: accepted ({result.status}, NOT enforced)\n{result.message}\n")
+    return EXIT_OK
+
+
+# -- entry point -------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pinengine",
+        description="TLS certificate and public-key pinning: print pins, lint policies, verify chains.",
+        epilog="Exit codes: 0 success; 1 check failed (lint findings, pin mismatch); "
+        "2 usage error or unreadable input.",
+    )
+    parser.add_argument(
+        "--version", action="version",
+        version=f"pinengine {__version__} ({_backend.name()} backend)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("pins", help="print the pins of certificates in PEM/DER files or bundles")
+    p.add_argument("files", nargs="+", metavar="FILE", help="PEM or DER file ('-' for standard input)")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="text (default) or JSON, one object per line")
+    p.add_argument("--algorithm", choices=("sha256", "sha384", "sha512"), default="sha256",
+                   help="digest algorithm of the pins (default sha256)")
+    p.set_defaults(func=_cmd_pins)
+
+    p = sub.add_parser("check", help="lint a policy file (TOML or JSON)",
+                       description="Lint a policy: missing backup pins, SHA-1 pins, expired or soon-expiring "
+                       "entries, patterns that can never match, overlapping entries, too many pins. "
+                       "Exit 1 on errors (and on warnings with --strict).")
+    p.add_argument("policy", metavar="POLICY")
+    p.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("verify", help="verify a chain file against a policy or pins, offline",
+                       description="Verify a certificate chain file (leaf first) for HOST against a policy "
+                       "or pins given on the command line. Exit 0 accepted, 1 refused, 2 bad input.")
+    p.add_argument("chain", metavar="CHAIN_FILE")
+    p.add_argument("--host", required=True, help="the host name the chain was served for")
+    p.add_argument("--policy", metavar="POLICY", help="policy file (TOML or JSON)")
+    p.add_argument("--pin", action="append", metavar="PIN", help="a pin to require (repeatable)")
+    p.add_argument("--unverified", action="store_true",
+                   help="the chain was not validated by a trust store: only the leaf may match")
+    p.set_defaults(func=_cmd_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the command; returns the exit code (the console script exits with it)."""
+    parser = _parser()
+    args: Any = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    return int(args.func(args, out or sys.stdout))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

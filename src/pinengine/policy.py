@@ -1,0 +1,724 @@
+"""Pin policies: which hosts are pinned to which keys, and the verification of chains."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import ipaddress
+import json
+import logging
+import os
+import tomllib
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence, Union
+
+from . import _backend
+from ._errors import CertificateParseError, PinFormatError, PinMismatchError, PolicyError
+from ._types import POS_ANY, POS_INTERMEDIATE, POS_LEAF, POS_ROOT
+from .pins import SPKI, Pin
+
+__all__ = [
+    "DomainEntry",
+    "PinMatch",
+    "PinPolicy",
+    "VerificationResult",
+    "normalize_hostname",
+]
+
+log = logging.getLogger("pinengine")
+
+ENFORCE = "enforce"
+REPORT_ONLY = "report-only"
+_MODES = (ENFORCE, REPORT_ONLY)
+
+POSITIONS = {
+    "any": POS_ANY,
+    "leaf": POS_LEAF,
+    "intermediate": POS_INTERMEDIATE,
+    "root": POS_ROOT,
+}
+_POSITION_NAMES = {v: k for k, v in POSITIONS.items()}
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+# -- host names ----------------------------------------------------------------
+
+
+def _ip_literal(host: str) -> str | None:
+    text = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if "%" in text:  # scoped IPv6 (fe80::1%eth0): the scope is not part of the address
+        text = text.split("%", 1)[0]
+    try:
+        return ipaddress.ip_address(text).compressed
+    except ValueError:
+        return None
+
+
+def normalize_hostname(host: str) -> str:
+    """The form host names are compared in: lower case, no trailing dot, IDNA A-labels.
+
+    IP literals (IPv6 with or without brackets) come back in their compressed
+    form, so ``::0001`` and ``[::1]`` both give ``::1``. Raises ValueError for
+    something that is not a host name.
+    """
+    if not isinstance(host, str):
+        raise TypeError(f"host name must be str, not {type(host).__name__}")
+    text = host.strip()
+    ip = _ip_literal(text)
+    if ip is not None:
+        return ip
+    if text.endswith("."):
+        text = text[:-1]
+    if not text:
+        raise ValueError(f"invalid host name {host!r}: empty")
+    labels = text.split(".")
+    out = []
+    for label in labels:
+        if not label:
+            raise ValueError(f"invalid host name {host!r}: empty label")
+        if label.isascii():
+            alabel = label.lower()
+        else:
+            try:
+                alabel = label.encode("idna").decode("ascii").lower()
+            except UnicodeError as exc:
+                raise ValueError(f"invalid host name {host!r}: {exc}") from None
+        if len(alabel) > 63:
+            raise ValueError(f"invalid host name {host!r}: label longer than 63 characters")
+        if not all(c.isalnum() or c in "-_*" for c in alabel):
+            raise ValueError(f"invalid host name {host!r}: character not allowed in {label!r}")
+        out.append(alabel)
+    name = ".".join(out)
+    if len(name) > 253:
+        raise ValueError(f"invalid host name {host!r}: longer than 253 characters")
+    return name
+
+
+# -- policy entries ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DomainEntry:
+    """One domain entry of a policy.
+
+    ``host`` is an exact name, ``*.example.com`` (exactly one more label) or
+    ``**.example.com`` (the name itself and any depth below it);
+    ``include_subdomains`` makes an exact name cover every subdomain too.
+    ``positions`` gives, per pin, which chain positions it may match.
+    """
+
+    host: str
+    pins: tuple[Pin, ...]
+    positions: tuple[int, ...] = ()
+    include_subdomains: bool = False
+    mode: str = ENFORCE
+    expires: _dt.datetime | None = None
+    report_uri: tuple[str, ...] = ()
+    blocked_pins: tuple[Pin, ...] = ()
+    require_backup_pin: bool = True
+
+    def __post_init__(self) -> None:
+        # Entries built in code get the same normalisation as those from files;
+        # pins may be given as strings.
+        set_ = object.__setattr__
+        set_(self, "host", _parse_host("DomainEntry", self.host, self.include_subdomains))
+        set_(self, "pins", tuple(Pin.parse(p) if isinstance(p, str) else p for p in self.pins))
+        set_(self, "blocked_pins", tuple(Pin.parse(p) if isinstance(p, str) else p for p in self.blocked_pins))
+        if not self.positions:
+            set_(self, "positions", (POS_ANY,) * len(self.pins))
+        if isinstance(self.report_uri, str):
+            set_(self, "report_uri", (self.report_uri,))
+
+    @property
+    def pattern(self) -> str:
+        """``"exact"``, ``"one-label"`` (``*.``) or ``"any-depth"`` (``**.`` or include_subdomains)."""
+        if self.host.startswith("**."):
+            return "any-depth"
+        if self.host.startswith("*."):
+            return "one-label"
+        return "any-depth" if self.include_subdomains else "exact"
+
+    @property
+    def base(self) -> str:
+        """The host name the pattern is anchored at (without ``*.`` / ``**.``)."""
+        return self.host.split(".", 1)[1] if self.host.startswith("*") else self.host
+
+    def expired(self, now: _dt.datetime | None = None) -> bool:
+        """Whether the entry's ``expires`` date has passed (then it is not enforced)."""
+        if self.expires is None:
+            return False
+        return (now or _dt.datetime.now(_dt.timezone.utc)) >= self.expires
+
+    def covers(self, hostname: str) -> bool:
+        """Whether this entry applies to ``hostname`` (already normalised)."""
+        base = self.base
+        pattern = self.pattern
+        if pattern == "exact":
+            return hostname == base
+        if pattern == "one-label":
+            head, _, rest = hostname.partition(".")
+            return bool(head) and rest == base
+        return hostname == base or hostname.endswith("." + base)
+
+    def describe_pin(self, index: int) -> str:
+        pin = self.pins[index]
+        where = self.positions[index]
+        return str(pin) if where == POS_ANY else f"{pin} ({_POSITION_NAMES.get(where, where)} only)"
+
+
+@dataclass(frozen=True)
+class PinMatch:
+    """A pin that matched: the chain index it matched at, its role there, and the pin."""
+
+    index: int
+    role: str
+    pin: Pin
+    source: str = "static"
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    """What ``PinPolicy.verify`` decided.
+
+    ``status`` is one of:
+
+    - ``"match"``: a pin matched (see ``matches``);
+    - ``"not-pinned"``: no entry covers the host, the chain passes;
+    - ``"expired"``: the entry has expired, it was not enforced (a warning was logged);
+    - ``"report-only"``: the entry is report-only and did not match (or the
+      chain holds a blocked key); the connection may go on, the violation was logged.
+
+    A mismatch in enforce mode is not a result: it raises PinMismatchError.
+    """
+
+    hostname: str
+    status: str
+    entry: DomainEntry | None
+    matches: tuple[PinMatch, ...] = ()
+    verified: bool = True
+    blocked: tuple[PinMatch, ...] = ()
+    message: str = ""
+
+    @property
+    def pinned(self) -> bool:
+        """Whether an entry covered the host."""
+        return self.entry is not None
+
+    @property
+    def allowed(self) -> bool:
+        """Always True for a returned result (refusals raise); here for symmetry with batches."""
+        return True
+
+
+def _role(index: int, length: int) -> str:
+    if index == 0:
+        return "leaf"
+    return "root" if index == length - 1 else "intermediate"
+
+
+# -- the policy ----------------------------------------------------------------
+
+_ENTRY_KEYS = {
+    "host",
+    "pins",
+    "include_subdomains",
+    "mode",
+    "expires",
+    "report_uri",
+    "position",
+    "blocked_pins",
+    "require_backup_pin",
+}
+_POLICY_KEYS = {"version", "domains", "blocked_pins", "allow_sha1"}
+_PIN_KEYS = {"pin", "position"}
+
+
+def _unknown_key(where: str, key: str, allowed: set[str]) -> PolicyError:
+    hint = difflib.get_close_matches(key, sorted(allowed), n=1)
+    extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return PolicyError(f"{where}: unknown key {key!r}{extra}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _parse_expires(where: str, value: Any) -> _dt.datetime | None:
+    """``expires`` is a date (pins hold through that day, UTC) or a timezone-aware datetime."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = _dt.date.fromisoformat(value) if len(value) == 10 else _dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise PolicyError(f"{where}.expires: {value!r} is not a date (YYYY-MM-DD) or ISO 8601 datetime") from None
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            raise PolicyError(f"{where}.expires: datetime {value.isoformat()!r} has no timezone; add one (Z or +00:00)")
+        return value.astimezone(_dt.timezone.utc)
+    if isinstance(value, _dt.date):
+        return _dt.datetime(value.year, value.month, value.day, tzinfo=_dt.timezone.utc) + _dt.timedelta(days=1)
+    raise PolicyError(f"{where}.expires: expected a date, not {type(value).__name__}")
+
+
+def _parse_host(where: str, value: Any, include_subdomains: bool) -> str:
+    if not isinstance(value, str):
+        raise PolicyError(f"{where}.host: expected a string, not {type(value).__name__}")
+    text = value.strip()
+    prefix = ""
+    for p in ("**.", "*."):
+        if text.startswith(p):
+            prefix, text = p, text[len(p):]
+            break
+    if "*" in text:
+        raise PolicyError(
+            f"{where}.host: {value!r}: a wildcard must be the whole leftmost label, "
+            "as '*.example.com' (one label) or '**.example.com' (any depth)"
+        )
+    try:
+        name = normalize_hostname(text)
+    except ValueError as exc:
+        raise PolicyError(f"{where}.host: {exc}") from None
+    if _ip_literal(text) is not None:
+        if prefix or include_subdomains:
+            raise PolicyError(f"{where}.host: {value!r}: an IP address matches exactly; no wildcard or include_subdomains")
+        return name
+    if prefix and include_subdomains:
+        raise PolicyError(
+            f"{where}: include_subdomains cannot be combined with the wildcard host {value!r}; "
+            "use '**.name' for any depth"
+        )
+    return prefix + name
+
+
+class PinPolicy:
+    """A set of domain entries and the pins they require.
+
+    Build one from a TOML or JSON file (``from_file``), from a mapping of the
+    same schema (``from_mapping``), or from ``DomainEntry`` objects. A policy
+    is immutable once built and safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        entries: Iterable[DomainEntry] = (),
+        *,
+        blocked_pins: Iterable[Pin] = (),
+        allow_sha1: bool = False,
+        source: str = "<code>",
+    ) -> None:
+        self.entries: tuple[DomainEntry, ...] = tuple(entries)
+        self.blocked_pins: tuple[Pin, ...] = tuple(dict.fromkeys(blocked_pins))
+        self.allow_sha1 = allow_sha1
+        self.source = source
+        self._exact: dict[str, DomainEntry] = {}
+        self._one_label: dict[str, DomainEntry] = {}
+        self._any_depth: dict[str, DomainEntry] = {}
+        for i, entry in enumerate(self.entries):
+            self._check_entry(f"{source}: domains[{i}] ({entry.host})", entry)
+            table = {"exact": self._exact, "one-label": self._one_label, "any-depth": self._any_depth}[entry.pattern]
+            key = entry.base
+            if key in table:
+                raise PolicyError(
+                    f"{source}: domains[{i}]: duplicate entry for {entry.host!r}"
+                    f"{' with include_subdomains' if entry.include_subdomains else ''}"
+                )
+            table[key] = entry
+        self._pinsets: dict[int, Any] = {}
+        self._global_pinset = self._make_pinset((), (), self.blocked_pins)
+
+    def _check_entry(self, where: str, entry: DomainEntry) -> None:
+        if len(entry.positions) != len(entry.pins):
+            raise PolicyError(f"{where}: {len(entry.pins)} pins but {len(entry.positions)} positions")
+        if entry.mode not in _MODES:
+            raise PolicyError(f"{where}: mode {entry.mode!r} is not one of {', '.join(_MODES)}")
+        for pin in entry.pins + entry.blocked_pins:
+            if pin.algorithm == "sha1" and not self.allow_sha1:
+                raise PolicyError(f"{where}: SHA-1 pin {pin} needs allow_sha1 = true at the top of the policy")
+        if not entry.pins:
+            raise PolicyError(f"{where}: no pins")
+        if len(set(entry.pins)) < 2 and entry.require_backup_pin:
+            raise PolicyError(
+                f"{where}: only one pin; add a backup pin (a key kept offline, or the next key) "
+                "so a key change does not lock clients out, or set require_backup_pin = false"
+            )
+
+    @staticmethod
+    def _make_pinset(pins: Sequence[Pin], positions: Sequence[int], blocked: Sequence[Pin]) -> Any:
+        spec = [(p.kind_code, p.algorithm, p.digest, pos) for p, pos in zip(pins, positions)]
+        spec += [(p.kind_code, p.algorithm, p.digest, POS_ANY) for p in blocked]
+        return _backend.core.PinSet(spec)
+
+    def _pinset(self, entry: DomainEntry) -> Any:
+        # PinSets are built lazily and per backend module (the tests switch
+        # backends); building them is cheap and races only build twice.
+        core = _backend.core
+        key = id(entry)
+        cached = self._pinsets.get(key)
+        if cached is None or cached[0] is not core:
+            blocked = entry.blocked_pins + tuple(p for p in self.blocked_pins if p not in entry.blocked_pins)
+            cached = (core, self._make_pinset(entry.pins, entry.positions, blocked))
+            self._pinsets[key] = cached
+        return cached[1]
+
+    def _global(self) -> Any:
+        core = _backend.core
+        if not isinstance(self._global_pinset, core.PinSet):
+            self._global_pinset = self._make_pinset((), (), self.blocked_pins)
+        return self._global_pinset
+
+    # -- loading ----------------------------------------------------------
+
+    @classmethod
+    def from_file(cls, path: PathLike, **kwargs: Any) -> PinPolicy:
+        """Load a policy from a TOML (``.toml``) or JSON (``.json``) file.
+
+        Any problem raises PolicyError naming the file and the place in it.
+        """
+        name = os.fspath(path)
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except OSError as exc:
+            raise PolicyError(f"{name}: cannot read policy: {exc.strerror or exc}") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PolicyError(f"{name}: not UTF-8 text (byte {exc.start})") from None
+        is_json = name.lower().endswith(".json") or (
+            not name.lower().endswith(".toml") and text.lstrip().startswith("{")
+        )
+        try:
+            data = json.loads(text) if is_json else tomllib.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PolicyError(f"{name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise PolicyError(f"{name}: invalid TOML: {exc}") from None
+        return cls.from_mapping(data, source=name, **kwargs)
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any], *, source: str = "<mapping>") -> PinPolicy:
+        """Build a policy from a mapping of the file schema (``{"domains": [...]}``)."""
+        if not isinstance(mapping, Mapping):
+            raise PolicyError(f"{source}: a policy is a table/object, not {type(mapping).__name__}")
+        for key in mapping:
+            if key not in _POLICY_KEYS:
+                raise _unknown_key(source, key, _POLICY_KEYS)
+        version = mapping.get("version", 1)
+        if version != 1:
+            raise PolicyError(f"{source}: version {version!r} is not supported (this pinengine reads version 1)")
+        allow_sha1 = mapping.get("allow_sha1", False)
+        if not isinstance(allow_sha1, bool):
+            raise PolicyError(f"{source}: allow_sha1 must be true or false")
+        domains = mapping.get("domains")
+        if domains is None:
+            raise PolicyError(f"{source}: no 'domains' list")
+        if not isinstance(domains, list):
+            raise PolicyError(f"{source}: 'domains' must be a list, not {type(domains).__name__}")
+        blocked = _parse_pin_list(f"{source}: blocked_pins", mapping.get("blocked_pins", []), allow_sha1)
+        entries = [
+            _parse_entry(f"{source}: domains[{i}]", item, allow_sha1) for i, item in enumerate(domains)
+        ]
+        return cls(entries, blocked_pins=blocked, allow_sha1=allow_sha1, source=source)
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The policy in the file schema (JSON-serialisable), the inverse of ``from_mapping``."""
+        domains = []
+        for e in self.entries:
+            d: dict[str, Any] = {"host": e.host}
+            d["pins"] = [
+                str(p) if pos == POS_ANY else {"pin": str(p), "position": _POSITION_NAMES[pos]}
+                for p, pos in zip(e.pins, e.positions)
+            ]
+            if e.include_subdomains:
+                d["include_subdomains"] = True
+            if e.mode != ENFORCE:
+                d["mode"] = e.mode
+            if e.expires is not None:
+                d["expires"] = e.expires.isoformat()
+            if e.report_uri:
+                d["report_uri"] = list(e.report_uri)
+            if e.blocked_pins:
+                d["blocked_pins"] = [str(p) for p in e.blocked_pins]
+            if not e.require_backup_pin:
+                d["require_backup_pin"] = False
+            domains.append(d)
+        out: dict[str, Any] = {"version": 1}
+        if self.allow_sha1:
+            out["allow_sha1"] = True
+        if self.blocked_pins:
+            out["blocked_pins"] = [str(p) for p in self.blocked_pins]
+        out["domains"] = domains
+        return out
+
+    # -- lookup -----------------------------------------------------------
+
+    def entry_for(self, hostname: str) -> DomainEntry | None:
+        """The entry that applies to ``hostname``, or None.
+
+        When several cover the name, the most specific wins: an exact entry,
+        then the pattern anchored deepest, ``*.`` before ``**.`` at equal depth.
+        """
+        name = normalize_hostname(hostname)
+        return self._lookup(name)
+
+    def _lookup(self, name: str) -> DomainEntry | None:
+        entry = self._exact.get(name)
+        if entry is not None:
+            return entry
+        if _ip_literal(name) is not None:
+            return None
+        any_depth = self._any_depth.get(name)
+        if any_depth is not None:
+            return any_depth
+        rest = name
+        first = True
+        while "." in rest:
+            rest = rest.split(".", 1)[1]
+            if first:
+                one = self._one_label.get(rest)
+                if one is not None:
+                    return one
+                first = False
+            deep = self._any_depth.get(rest)
+            if deep is not None:
+                return deep
+        return None
+
+    # -- verification -----------------------------------------------------
+
+    def verify(
+        self,
+        hostname: str,
+        chain: Sequence[bytes],
+        *,
+        verified: bool = True,
+        now: _dt.datetime | None = None,
+    ) -> VerificationResult:
+        """Check ``chain`` (DER certificates, leaf first) against the pins for ``hostname``.
+
+        ``chain`` must be the chain a trust store validated (``verified=True``).
+        With ``verified=False`` (no validation happened) only the leaf can
+        match, since the rest is whatever the peer chose to send.
+
+        Returns a VerificationResult; raises PinMismatchError when an enforced
+        entry has no matching pin or the chain holds a blocked key, and
+        CertificateParseError when a certificate is malformed (fail closed).
+        """
+        name = normalize_hostname(hostname)
+        entry = self._lookup(name)
+        if entry is None:
+            pinset = self._global()
+        else:
+            pinset = self._pinset(entry)
+        # Match over the whole chain: blocked keys are refused wherever they
+        # stand; positive matches are cut to the leaf below when unverified.
+        pairs = _backend.core.match_chain(chain, pinset, True)
+        return self._decide(name, entry, chain, pairs, verified, now)
+
+    def verify_batch(
+        self,
+        items: Iterable[tuple[str, Sequence[bytes]]],
+        *,
+        verified: bool = True,
+        now: _dt.datetime | None = None,
+    ) -> list[VerificationResult | PinMismatchError | CertificateParseError | ValueError]:
+        """Verify many ``(hostname, chain)`` pairs in one call, for gateways.
+
+        The compiled core parses, hashes and matches all chains with the GIL
+        released. Nothing is raised for a single item: each place in the
+        returned list holds the VerificationResult, or the PinMismatchError /
+        CertificateParseError / ValueError (bad host name) that ``verify``
+        would have raised for that item.
+        """
+        jobs: list[tuple[Sequence[bytes], Any]] = []
+        plan: list[tuple[str, DomainEntry | None, Sequence[bytes]] | ValueError] = []
+        for hostname, chain in items:
+            try:
+                name = normalize_hostname(hostname)
+            except ValueError as exc:
+                plan.append(exc)
+                continue
+            entry = self._lookup(name)
+            jobs.append((chain, self._global() if entry is None else self._pinset(entry)))
+            plan.append((name, entry, chain))
+        outcomes = iter(_backend.core.match_chains(jobs, True))
+        results: list[VerificationResult | PinMismatchError | CertificateParseError | ValueError] = []
+        for step in plan:
+            if isinstance(step, ValueError):
+                results.append(step)
+                continue
+            name, entry, chain = step
+            pairs = next(outcomes)
+            if isinstance(pairs, CertificateParseError):
+                results.append(pairs)
+                continue
+            try:
+                results.append(self._decide(name, entry, chain, pairs, verified, now))
+            except (PinMismatchError, CertificateParseError) as exc:
+                results.append(exc)
+        return results
+
+    def _decide(
+        self,
+        name: str,
+        entry: DomainEntry | None,
+        chain: Sequence[bytes],
+        pairs: list[tuple[int, int]],
+        verified: bool,
+        now: _dt.datetime | None,
+    ) -> VerificationResult:
+        n = len(chain)
+        npins = len(entry.pins) if entry is not None else 0
+        blocked_pins = (entry.blocked_pins + tuple(p for p in self.blocked_pins if p not in entry.blocked_pins)) if entry else self.blocked_pins
+        matches = tuple(
+            PinMatch(i, _role(i, n), entry.pins[j])  # type: ignore[union-attr]
+            for i, j in pairs
+            if j < npins and (verified or i == 0)
+        )
+        blocked = tuple(PinMatch(i, _role(i, n), blocked_pins[j - npins]) for i, j in pairs if j >= npins)
+
+        if entry is not None and entry.expired(now):
+            message = (
+                f"pin entry {entry.host!r} for {name} expired on {entry.expires:%Y-%m-%d %H:%M} UTC; "
+                "its pins are not enforced"
+            )
+            log.warning("%s", message)
+            if not blocked:
+                return VerificationResult(name, "expired", entry, matches, verified, blocked, message)
+        if entry is None and not blocked:
+            return VerificationResult(name, "not-pinned", None, (), verified)
+        if matches and not blocked:
+            return VerificationResult(name, "match", entry, matches, verified)
+
+        message = self._failure_message(name, entry, chain, blocked, verified)
+        if entry is not None and entry.mode == REPORT_ONLY:
+            log.warning("report-only pin violation (connection allowed): %s", message)
+            return VerificationResult(name, "report-only", entry, matches, verified, blocked, message)
+        result = VerificationResult(name, "mismatch", entry, matches, verified, blocked, message)
+        raise PinMismatchError(message, hostname=name, result=result)
+
+    def _failure_message(
+        self,
+        name: str,
+        entry: DomainEntry | None,
+        chain: Sequence[bytes],
+        blocked: tuple[PinMatch, ...],
+        verified: bool,
+    ) -> str:
+        core = _backend.core
+        lines = [f"Certificate pinning failure for {name}!"]
+        if blocked:
+            for b in blocked:
+                lines.append(f"  The chain holds a blocked key: {b.pin} at position {b.index} ({b.role}).")
+        else:
+            lines.append("  No pin matched" + (" the validated chain." if verified else " the leaf."))
+        if not verified:
+            lines.append(
+                "  The chain was not validated by a trust store, so only the leaf can match a pin."
+            )
+        # Show each certificate's pin in every (kind, algorithm) the entry uses.
+        forms = [("spki", "sha256")]
+        if entry is not None:
+            for p in entry.pins:
+                if (p.kind, p.algorithm) not in forms:
+                    forms.append((p.kind, p.algorithm))
+        lines.append("  Peer certificate chain:" if verified else "  Peer certificate chain (as sent):")
+        for i, der in enumerate(chain):
+            info = core.parse_certificate(der)
+            pins = []
+            for kind, algorithm in forms:
+                digest = core.spki_digest(der, algorithm) if kind == SPKI else core.cert_digest(der, algorithm)
+                pins.append(str(Pin(algorithm, digest, kind)))
+            lines.append(f"    {i} {_role(i, len(chain))}: {', '.join(pins)}: {info.subject}")
+        if entry is not None:
+            lines.append(f"  Pinned keys for {name} (entry {entry.host!r}, {entry.mode}):")
+            for j in range(len(entry.pins)):
+                lines.append(f"    {entry.describe_pin(j)}")
+        return "\n".join(lines)
+
+
+def _parse_pin_list(where: str, value: Any, allow_sha1: bool) -> list[Pin]:
+    if not isinstance(value, list):
+        raise PolicyError(f"{where}: expected a list of pins, not {type(value).__name__}")
+    pins = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise PolicyError(f"{where}[{i}]: expected a pin string, not {type(item).__name__}")
+        try:
+            pins.append(Pin.parse(item, allow_sha1=allow_sha1))
+        except PinFormatError as exc:
+            raise PolicyError(f"{where}[{i}]: {exc}") from None
+    return pins
+
+
+def _parse_position(where: str, value: Any) -> int:
+    if value not in POSITIONS:
+        raise PolicyError(f"{where}: position {value!r} is not one of {', '.join(POSITIONS)}")
+    return POSITIONS[value]
+
+
+def _parse_entry(where: str, item: Any, allow_sha1: bool) -> DomainEntry:
+    if not isinstance(item, Mapping):
+        raise PolicyError(f"{where}: a domain entry is a table/object, not {type(item).__name__}")
+    for key in item:
+        if key not in _ENTRY_KEYS:
+            raise _unknown_key(where, key, _ENTRY_KEYS)
+    if "host" not in item:
+        raise PolicyError(f"{where}: missing 'host'")
+    for flag in ("include_subdomains", "require_backup_pin"):
+        if flag in item and not isinstance(item[flag], bool):
+            raise PolicyError(f"{where}.{flag}: must be true or false")
+    include_subdomains = item.get("include_subdomains", False)
+    host = _parse_host(where, item["host"], include_subdomains)
+    where = f"{where} ({item['host']})"
+    default_position = _parse_position(f"{where}.position", item.get("position", "any"))
+    raw_pins = item.get("pins")
+    if raw_pins is None:
+        raise PolicyError(f"{where}: missing 'pins'")
+    if not isinstance(raw_pins, list):
+        raise PolicyError(f"{where}.pins: expected a list, not {type(raw_pins).__name__}")
+    pins: list[Pin] = []
+    positions: list[int] = []
+    for i, raw in enumerate(raw_pins):
+        pwhere = f"{where}.pins[{i}]"
+        position = default_position
+        if isinstance(raw, Mapping):
+            for key in raw:
+                if key not in _PIN_KEYS:
+                    raise _unknown_key(pwhere, key, _PIN_KEYS)
+            if "pin" not in raw:
+                raise PolicyError(f"{pwhere}: missing 'pin'")
+            if "position" in raw:
+                position = _parse_position(f"{pwhere}.position", raw["position"])
+            raw = raw["pin"]
+        if not isinstance(raw, str):
+            raise PolicyError(f"{pwhere}: expected a pin string, not {type(raw).__name__}")
+        try:
+            pin = Pin.parse(raw, allow_sha1=allow_sha1)
+        except PinFormatError as exc:
+            raise PolicyError(f"{pwhere}: {exc}") from None
+        if pin in pins:
+            raise PolicyError(f"{pwhere}: {pin} is listed twice")
+        pins.append(pin)
+        positions.append(position)
+    mode = item.get("mode", ENFORCE)
+    if mode not in _MODES:
+        raise PolicyError(f"{where}.mode: {mode!r} is not one of {', '.join(_MODES)}")
+    report_uri = item.get("report_uri", ())
+    if isinstance(report_uri, str):
+        report_uri = (report_uri,)
+    if not isinstance(report_uri, (list, tuple)) or not all(isinstance(u, str) for u in report_uri):
+        raise PolicyError(f"{where}.report_uri: expected a URL or a list of URLs")
+    for uri in report_uri:
+        if not (uri.startswith("https://") or uri.startswith("http://")):
+            raise PolicyError(f"{where}.report_uri: {uri!r} is not an http(s) URL")
+    return DomainEntry(
+        host=host,
+        pins=tuple(pins),
+        positions=tuple(positions),
+        include_subdomains=include_subdomains,
+        mode=mode,
+        expires=_parse_expires(where, item.get("expires")),
+        report_uri=tuple(report_uri),
+        blocked_pins=tuple(_parse_pin_list(f"{where}.blocked_pins", item.get("blocked_pins", []), allow_sha1)),
+        require_backup_pin=item.get("require_backup_pin", True),
+    )
+

@@ -1,0 +1,226 @@
+"""The `pinengine` command: pins, check, verify, exit codes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import certifi
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from pinengine import Pin, cert_sha256, spki_sha256
+from pinengine.cli import main
+from tests.certs import Chain, cached_chain, certifi_ders, make_chain
+
+
+def run(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(list(argv), out=out)
+    return code, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def chain() -> Chain:
+    return cached_chain("rsa2048")
+
+
+@pytest.fixture
+def chain_file(tmp_path: Path, chain: Chain) -> Path:
+    path = tmp_path / "chain.pem"
+    path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain.certs))
+    return path
+
+
+def write_policy(tmp_path: Path, body: str, name: str = "policy.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(body)
+    return path
+
+
+def test_pins_json_over_certifi() -> None:
+    code, out = run("pins", "--format", "json", certifi.where())
+    assert code == 0
+    records = [json.loads(line) for line in out.splitlines()]
+    ders = certifi_ders()
+    assert len(records) == len(ders)
+    import base64
+
+    for record, der in zip(records, ders):
+        assert record["file"] == certifi.where()
+        assert record["spki_sha256"] == base64.b64encode(spki_sha256(der)).decode()
+        assert record["cert_sha256"] == base64.b64encode(cert_sha256(der)).decode()
+        assert record["pin"] == "sha256/" + record["spki_sha256"]
+        for key in ("index", "subject", "issuer", "not_before", "not_after"):
+            assert key in record
+    assert [r["index"] for r in records] == list(range(len(ders)))
+
+
+def test_pins_text(chain_file: Path, chain: Chain) -> None:
+    code, out = run("pins", str(chain_file))
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 3
+    for i, (line, der) in enumerate(zip(lines, chain.ders)):
+        assert line.startswith(f"{chain_file}[{i}] {Pin.from_certificate(der)} ")
+        assert str(Pin.from_certificate(der, kind="certificate")) in line
+    assert "subject='CN=example.com,O=pinengine tests'" in lines[0]
+
+
+def test_pins_bad_file_exit_2(tmp_path: Path, chain_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.der"
+    bad.write_bytes(cached_chain("p256").ders[0][:-5])
+    code, out = run("pins", str(chain_file), str(bad), str(tmp_path / "missing.pem"))
+    assert code == 2
+    assert len(out.splitlines()) == 3  # the good file is still printed
+    err = capsys.readouterr().err
+    assert "bad.der" in err and "missing.pem" in err
+
+
+def test_verify_offline_match_and_mismatch(tmp_path: Path, chain: Chain, chain_file: Path) -> None:
+    good = write_policy(
+        tmp_path,
+        f'[[domains]]\nhost = "**.example.com"\npins = ["{Pin.from_certificate(chain.ders[1])}", '
+        f'"{Pin.from_certificate(make_chain().ders[0])}"]\n',
+    )
+    code, out = run("verify", "--policy", str(good), "--host", "www.example.com", str(chain_file))
+    assert code == 0, out
+    assert "decision: accepted" in out and "certificate 1 (intermediate)" in out
+    code, out = run("verify", "--policy", str(good), "--host", "unpinned.org", str(chain_file))
+    assert code == 0 and "not pinned" in out
+    code, out = run(
+        "verify", "--policy", str(good), "--host", "www.example.com", "--unverified", str(chain_file)
+    )
+    assert code == 1 and "REFUSED" in out
+    code, out = run("verify", "--pin", str(Pin.from_certificate(make_chain().ders[0])), "--host", "example.com", str(chain_file))
+    assert code == 1
+    assert str(Pin.from_certificate(chain.ders[0])) in out
+
+
+def test_verify_bad_inputs(tmp_path: Path, chain_file: Path) -> None:
+    assert run("verify", "--host", "a.com", str(chain_file))[0] == 2
+    assert run("verify", "--pin", "sha256/nope", "--host", "a.com", str(chain_file))[0] == 2
+    broken = write_policy(tmp_path, "domains = 5")
+    assert run("verify", "--policy", str(broken), "--host", "a.com", str(chain_file))[0] == 2
+    assert run("verify", "--pin", str(Pin.from_certificate(cached_chain("p256").ders[0])), "--host", "a.com",
+               str(tmp_path / "nope.pem"))[0] == 2
+
+
+def test_check_clean_policy(tmp_path: Path, chain: Chain) -> None:
+    path = write_policy(
+        tmp_path,
+        f'[[domains]]\nhost = "example.com"\npins = ["{Pin.from_certificate(chain.ders[0])}", '
+        f'"{Pin.from_certificate(chain.ders[1])}"]\n',
+    )
+    code, out = run("check", str(path))
+    assert code == 0, out
+    assert "0 errors, 0 warnings" in out
+
+
+def test_check_findings(tmp_path: Path, chain: Chain) -> None:
+    p0, p1, p2 = (str(Pin.from_certificate(d)) for d in chain.ders)
+    soon = (dt.date.today() + dt.timedelta(days=10)).isoformat()
+    many = ", ".join(f'"{Pin.from_certificate(make_chain("p256").ders[0])}"' for _ in range(11))
+    path = write_policy(
+        tmp_path,
+        f"""
+allow_sha1 = true
+blocked_pins = ["{p2}"]
+
+[[domains]]
+host = "single.example"
+pins = ["{p0}"]
+require_backup_pin = false
+
+[[domains]]
+host = "old.example"
+pins = ["{p0}", "{p1}"]
+expires = 2020-01-01
+
+[[domains]]
+host = "soon.example"
+pins = ["{p0}", "{p1}"]
+expires = {soon}
+
+[[domains]]
+host = "legacy.example"
+pins = ["sha1/{'A' * 27}=", "{p1}"]
+
+[[domains]]
+host = "bad_name.example"
+pins = ["{p0}", "{p1}"]
+
+[[domains]]
+host = "**.example"
+pins = ["{p0}", "{p1}"]
+
+[[domains]]
+host = "many.example"
+pins = [{many}]
+
+[[domains]]
+host = "blocked.example"
+pins = ["{p0}", "{p2}"]
+""",
+    )
+    with pytest.warns(UserWarning):
+        code, out = run("check", str(path))
+    assert code == 1
+    for fragment in [
+        "entry 'single.example': only one pin",
+        "entry 'old.example': expired on 2020-01-02",
+        "entry 'soon.example': expires on",
+        "entry 'legacy.example': SHA-1 pin",
+        "entry 'bad_name.example': can never match",
+        "entry '**.example': covers every name under the top-level domain",
+        "entry 'many.example': 11 pins",
+        "is both pinned and blocked",
+        "entries 'single.example' and '**.example' overlap",
+    ]:
+        assert fragment in out, fragment
+
+
+def test_check_warnings_only_and_strict(tmp_path: Path, chain: Chain) -> None:
+    path = write_policy(
+        tmp_path,
+        f'[[domains]]\nhost = "example.com"\npins = ["{Pin.from_certificate(chain.ders[0])}"]\n'
+        "require_backup_pin = false\n",
+    )
+    assert run("check", str(path))[0] == 0
+    assert run("check", "--strict", str(path))[0] == 1
+
+
+def test_check_broken_policy(tmp_path: Path) -> None:
+    path = write_policy(tmp_path, '{"domains": [{"host": "a.com"}]}', "p.json")
+    code, out = run("check", str(path))
+    assert code == 1
+    assert "p.json" in out and "missing 'pins'" in out
+
+
+def test_no_command_and_bad_usage() -> None:
+    assert run()[0] == 2
+    with pytest.raises(SystemExit) as info:
+        run("pins")
+    assert info.value.code == 2
+
+
+@pytest.mark.skipif(shutil.which("pinengine") is None, reason="console script not installed")
+def test_console_script_version(backend: str) -> None:
+    env = dict(os.environ)
+    if backend == "python":
+        env["PINENGINE_NO_EXTENSIONS"] = "1"
+    out = subprocess.run(["pinengine", "--version"], capture_output=True, text=True, env=env, check=True)
+    import pinengine
+
+    assert out.stdout.strip() == f"pinengine {pinengine.__version__} ({backend} backend)"
+
+
+def test_module_help_runs() -> None:
+    out = subprocess.run([sys.executable, "-m", "pinengine.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "Exit codes" in out.stdout
