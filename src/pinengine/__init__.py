@@ -10,6 +10,7 @@ from ._errors import (
     PinMismatchError,
     PolicyError,
 )
+from ._pem import load_certificates
 from ._types import CertificateInfo
 from .pins import InsecurePinWarning, Pin
 from .policy import DomainEntry, PinMatch, PinPolicy, VerificationResult
@@ -56,6 +57,7 @@ __all__ = [
     "PolicyError",
     "backend",
     "cert_sha256",
+    "load_certificates",
     "parse_certificate",
     "spki_sha256",
 ]

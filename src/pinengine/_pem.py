@@ -86,3 +86,15 @@ def read_blocks(data: bytes | str) -> list[PemBlock]:
     if not blocks:
         raise CertificateParseError("a PEM BEGIN line was found but no complete PEM block")
     return blocks
+
+
+def load_certificates(data: bytes | str) -> list[bytes]:
+    """The DER certificates in PEM text (a chain or bundle) or in concatenated DER, in order.
+
+    Other PEM blocks (keys) are skipped; finding no certificate at all raises
+    CertificateParseError. The certificates themselves are checked when used.
+    """
+    ders = [b.der for b in read_blocks(data) if b.label == "CERTIFICATE"]
+    if not ders:
+        raise CertificateParseError("no certificate found")
+    return ders

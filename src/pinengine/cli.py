@@ -18,7 +18,7 @@ from typing import Any, Sequence, TextIO
 
 from . import __version__, _backend
 from ._errors import CertificateParseError, PinFormatError, PinMismatchError, PolicyError
-from ._pem import read_blocks
+from ._pem import load_certificates
 from .pins import SPKI, Pin
 from .policy import REPORT_ONLY, DomainEntry, PinPolicy
 
@@ -45,10 +45,7 @@ def _read_chain(path: str) -> list[bytes]:
     else:
         with open(path, "rb") as f:
             data = f.read()
-    ders = [b.der for b in read_blocks(data) if b.label == "CERTIFICATE"]
-    if not ders:
-        raise CertificateParseError("no certificate in it")
-    return ders
+    return load_certificates(data)
 
 
 # -- pins ------------------------------------------------------------------------

@@ -8,11 +8,16 @@ import ipaddress
 import json
 import logging
 import os
-import tomllib
+import sys
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence, Union
 
 from . import _backend
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 from ._errors import CertificateParseError, PinFormatError, PinMismatchError, PolicyError
 from ._types import POS_ANY, POS_INTERMEDIATE, POS_LEAF, POS_ROOT
 from .pins import SPKI, Pin
