@@ -16,12 +16,12 @@ def _load() -> ModuleType:
 
         return _core_py
     try:
-        from . import _core  # type: ignore[attr-defined]
+        from . import _core
     except ImportError:
         from . import _core_py
 
         return _core_py
-    return _core  # type: ignore[no-any-return]
+    return _core
 
 
 #: The active core module. Library code reads ``_backend.core`` at call time

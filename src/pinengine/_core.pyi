@@ -1,0 +1,69 @@
+"""Type stub of the compiled core ``pinengine._core`` (contract: ext/CORE_SPEC.md)."""
+
+from collections.abc import Sequence
+from typing import Final, Literal
+
+from typing_extensions import Buffer
+
+from pinengine._errors import CertificateParseError
+from pinengine._types import CertificateInfo
+
+__all__ = [
+    "ALGORITHMS",
+    "BACKEND",
+    "KIND_CERT",
+    "KIND_SPKI",
+    "POS_ANY",
+    "POS_INTERMEDIATE",
+    "POS_LEAF",
+    "POS_ROOT",
+    "PinSet",
+    "cert_digest",
+    "cert_sha256",
+    "extract_spki",
+    "hash_bytes",
+    "match_chain",
+    "match_chains",
+    "parse_certificate",
+    "sha256_implementation",
+    "spki_digest",
+    "spki_sha256",
+    "validate_spki",
+]
+
+BACKEND: Final[Literal["compiled"]]
+
+KIND_SPKI: Final[int]
+KIND_CERT: Final[int]
+POS_LEAF: Final[int]
+POS_INTERMEDIATE: Final[int]
+POS_ROOT: Final[int]
+POS_ANY: Final[int]
+ALGORITHMS: Final[tuple[str, str, str, str]]
+
+def hash_bytes(data: Buffer, algorithm: str) -> bytes: ...
+def spki_sha256(der: Buffer) -> bytes: ...
+def cert_sha256(der: Buffer) -> bytes: ...
+def spki_digest(der: Buffer, algorithm: str) -> bytes: ...
+def cert_digest(der: Buffer, algorithm: str) -> bytes: ...
+def extract_spki(der: Buffer) -> bytes: ...
+def validate_spki(data: Buffer) -> None: ...
+def parse_certificate(der: Buffer) -> CertificateInfo: ...
+def sha256_implementation() -> str: ...
+
+class PinSet:
+    """Immutable pins ``(kind, algorithm, digest, positions)`` held in C arrays."""
+
+    def __init__(self, pins: Sequence[tuple[int, str, Buffer, int]]) -> None: ...
+    def __len__(self) -> int: ...
+
+def match_chain(
+    chain: Sequence[Buffer], pinset: PinSet, verified: bool = True
+) -> list[tuple[int, int]]: ...
+def match_chains(
+    jobs: Sequence[tuple[Sequence[Buffer], PinSet]], verified: bool = True
+) -> list[list[tuple[int, int]] | CertificateParseError]: ...
+
+# Compiled-only extras (CORE_SPEC section 3).
+def _sha256_with(name: str, data: Buffer) -> bytes: ...
+def _sha256_available(name: str) -> bool: ...
