@@ -70,7 +70,7 @@ def test_pins_text(chain_file: Path, chain: Chain) -> None:
     for i, (line, der) in enumerate(zip(lines, chain.ders)):
         assert line.startswith(f"{chain_file}[{i}] {Pin.from_certificate(der)} ")
         assert str(Pin.from_certificate(der, kind="certificate")) in line
-    assert "subject='CN=example.com,O=pinengine tests'" in lines[0]
+    assert 'subject="CN=example.com,O=pinengine tests" issuer="CN=pinengine test intermediate' in lines[0]
 
 
 def test_pins_bad_file_exit_2(tmp_path: Path, chain_file: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -90,7 +90,7 @@ def _cmd_pins(args: argparse.Namespace, out: TextIO) -> int:
                 out.write(
                     f"{path}[{index}] {spki_pin} {cert_pin} "
                     f"{_iso(info.not_before)}..{_iso(info.not_after)} "
-                    f"subject={info.subject!r} issuer={info.issuer!r}\n"
+                    f'subject="{info.subject}" issuer="{info.issuer}"\n'
                 )
     return status
 
