@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
 import ssl
 from dataclasses import dataclass
@@ -65,9 +66,13 @@ def make_cert(
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
     if sans:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]), critical=False
-        )
+        names: list[x509.GeneralName] = []
+        for s in sans:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(s)))
+            except ValueError:
+                names.append(x509.DNSName(s))
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     return builder.sign(issuer_key, _sign_hash(issuer_key))
 
 
@@ -91,13 +96,15 @@ class Chain:
         return [c.public_bytes(serialization.Encoding.DER) for c in self.certs]
 
 
-def make_chain(key_type: str = "p256", hostname: str = "example.com") -> Chain:
+def make_chain(
+    key_type: str = "p256", hostname: str = "example.com", extra_sans: tuple[str, ...] = ()
+) -> Chain:
     root_key = new_key(key_type)
     root = make_cert("pinengine test root", root_key, None, root_key, ca=True)
     inter_key = new_key(key_type)
     inter = make_cert("pinengine test intermediate", inter_key, root, root_key, ca=True)
     leaf_key = new_key(key_type)
-    leaf = make_cert(hostname, leaf_key, inter, inter_key, ca=False, sans=(hostname,))
+    leaf = make_cert(hostname, leaf_key, inter, inter_key, ca=False, sans=(hostname, *extra_sans))
     return Chain(leaf, inter, root, leaf_key, inter_key, root_key)
 
 
@@ -125,3 +132,15 @@ def certifi_ders() -> tuple[bytes, ...]:
     with open(certifi.where(), encoding="ascii") as f:
         text = f.read()
     return tuple(ssl.PEM_cert_to_DER_cert(m.group(0)) for m in _PEM_RE.finditer(text))
+
+
+def pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def key_pem(key: Any) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
