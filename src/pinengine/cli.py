@@ -13,6 +13,7 @@ import argparse
 import base64
 import datetime as _dt
 import json
+import ssl
 import sys
 from typing import Any, Sequence, TextIO
 
@@ -196,41 +197,28 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
 # -- verify ----------------------------------------------------------------------
 
 
-def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
-    if bool(args.policy) == bool(args.pin):
-        print("pinengine verify: give --policy POLICY or --pin PIN (one or more)", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        if args.policy:
-            policy = PinPolicy.from_file(args.policy)
-        else:
-            pins = [Pin.parse(p) for p in args.pin]
-            policy = PinPolicy([DomainEntry(args.host, tuple(pins), require_backup_pin=False)])
-        chain = _read_chain(args.chain)
-    except (PolicyError, PinFormatError, CertificateParseError) as exc:
-        print(f"pinengine verify: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as exc:
-        print(f"pinengine verify: {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return EXIT_USAGE
+def _load_verify_policy(args: argparse.Namespace, host: str) -> PinPolicy:
+    if args.policy:
+        return PinPolicy.from_file(args.policy)
+    pins = [Pin.parse(p) for p in args.pin]
+    return PinPolicy([DomainEntry(host, tuple(pins), require_backup_pin=False)])
+
+
+def _print_chain(out: TextIO, title: str, chain: Sequence[bytes]) -> None:
     core = _backend.core
+    out.write(f"{title}:\n")
+    for i, der in enumerate(chain):
+        info = core.parse_certificate(der)
+        role = "leaf" if i == 0 else "root" if i == len(chain) - 1 else "intermediate"
+        out.write(f"  {i} {role}: {Pin('sha256', core.spki_sha256(der))} {info.subject}\n")
+
+
+def _decide(out: TextIO, policy: PinPolicy, host: str, chain: list[bytes], verified: bool) -> int:
     try:
-        out.write(f"host: {args.host}\n")
-        out.write("chain:\n")
-        for i, der in enumerate(chain):
-            info = core.parse_certificate(der)
-            role = "leaf" if i == 0 else "root" if i == len(chain) - 1 else "intermediate"
-            out.write(f"  {i} {role}: {Pin('sha256', core.spki_sha256(der))} {info.subject}\n")
-        result = policy.verify(args.host, chain, verified=not args.unverified)
-    except CertificateParseError as exc:
-        print(f"pinengine verify: {args.chain}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        result = policy.verify(host, chain, verified=verified)
     except PinMismatchError as exc:
         out.write(f"decision: REFUSED\n{exc}\n")
         return EXIT_FAILED
-    except ValueError as exc:
-        print(f"pinengine verify: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     if result.status == "match":
         m = result.matches[0]
         out.write(f"decision: accepted: {m.pin} matched certificate {m.index} ({m.role})\n")
@@ -239,6 +227,72 @@ def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
     else:
         out.write(f"decision: accepted ({result.status}, NOT enforced)\n{result.message}\n")
     return EXIT_OK
+
+
+def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
+    if bool(args.policy) == bool(args.pin):
+        print("pinengine verify: give --policy POLICY or --pin PIN (one or more)", file=sys.stderr)
+        return EXIT_USAGE
+    if args.host:
+        return _verify_offline(args, out)
+    return _verify_live(args, out)
+
+
+def _verify_offline(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        policy = _load_verify_policy(args, args.host)
+        chain = _read_chain(args.target)
+    except (PolicyError, PinFormatError, CertificateParseError) as exc:
+        print(f"pinengine verify: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"pinengine verify: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        out.write(f"host: {args.host}\n")
+        _print_chain(out, "chain", chain)
+        return _decide(out, policy, args.host, chain, not args.insecure)
+    except CertificateParseError as exc:
+        print(f"pinengine verify: {args.target}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:
+        print(f"pinengine verify: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _verify_live(args: argparse.Namespace, out: TextIO) -> int:
+    from ._live import fetch_chains, split_target
+
+    try:
+        host, port = split_target(args.target)
+        name = args.sni or host
+        policy = _load_verify_policy(args, name)
+    except (ValueError, PolicyError, PinFormatError) as exc:
+        print(f"pinengine verify: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        live = fetch_chains(host, port, server_name=name, cafile=args.cafile, insecure=args.insecure,
+                            timeout=args.timeout)
+    except ssl.SSLCertVerificationError as exc:
+        out.write(f"host: {name} ({host} port {port})\ndecision: REFUSED: certificate validation failed: "
+                  f"{exc.verify_message or exc}\n")
+        return EXIT_FAILED
+    except (OSError, ssl.SSLError) as exc:
+        print(f"pinengine verify: cannot connect to {host} port {port}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    out.write(f"host: {name} ({live.address[0]} port {live.address[1]}, {live.version})\n")
+    try:
+        if args.insecure:
+            out.write("validation: OFF (--insecure): only the leaf can match a pin\n")
+            _print_chain(out, "served chain", live.served)
+            return _decide(out, policy, name, live.served[:1], False)
+        _print_chain(out, "verified chain", live.verified)
+        if live.served != live.verified:
+            _print_chain(out, "served chain (differs from the verified chain)", live.served)
+        return _decide(out, policy, name, live.verified, True)
+    except CertificateParseError as exc:
+        out.write(f"decision: REFUSED: the server sent a malformed certificate: {exc}\n")
+        return EXIT_FAILED
 
 
 # -- entry point -------------------------------------------------------------------
@@ -273,15 +327,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     p.set_defaults(func=_cmd_check)
 
-    p = sub.add_parser("verify", help="verify a chain file against a policy or pins, offline",
-                       description="Verify a certificate chain file (leaf first) for HOST against a policy "
-                       "or pins given on the command line. Exit 0 accepted, 1 refused, 2 bad input.")
-    p.add_argument("chain", metavar="CHAIN_FILE")
-    p.add_argument("--host", required=True, help="the host name the chain was served for")
+    p = sub.add_parser(
+        "verify",
+        help="verify a live server (HOST[:PORT]) or a chain file (--host HOST FILE) against a policy or pins",
+        description="Live: connect to HOST[:PORT] (IPv6 as [::1]:443), validate the chain, check its pins "
+        "and print the verified chain (and the served one where it differs). Offline: with --host HOST, "
+        "the argument is a chain file (leaf first). Exit 0 accepted, 1 refused, 2 bad input or no connection.",
+    )
+    p.add_argument("target", metavar="HOST[:PORT] | CHAIN_FILE")
+    p.add_argument("--host", help="offline mode: the host name the chain file was served for")
     p.add_argument("--policy", metavar="POLICY", help="policy file (TOML or JSON)")
     p.add_argument("--pin", action="append", metavar="PIN", help="a pin to require (repeatable)")
-    p.add_argument("--unverified", action="store_true",
-                   help="the chain was not validated by a trust store: only the leaf may match")
+    p.add_argument("--cafile", help="live: trust these CA certificates instead of the system store")
+    p.add_argument("--insecure", "--unverified", action="store_true", dest="insecure",
+                   help="no trust-store validation: only the leaf may match")
+    p.add_argument("--timeout", type=float, default=10.0, help="live: connect/handshake timeout in seconds")
+    p.add_argument("--sni", metavar="NAME", help="live: server name to send and to check pins for "
+                   "(to test a server by IP address)")
     p.set_defaults(func=_cmd_verify)
     return parser
 
