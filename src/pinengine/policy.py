@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
+import functools
 import ipaddress
 import json
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence, Union
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence, Union
 
 from . import _backend
 
@@ -60,6 +62,9 @@ def _ip_literal(host: str) -> str | None:
         return None
 
 
+_ASCII_HOST = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
+
+
 def normalize_hostname(host: str) -> str:
     """The form host names are compared in: lower case, no trailing dot, IDNA A-labels.
 
@@ -69,7 +74,22 @@ def normalize_hostname(host: str) -> str:
     """
     if not isinstance(host, str):
         raise TypeError(f"host name must be str, not {type(host).__name__}")
+    return _normalize(host)
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalize(host: str) -> str:
+    # Gateways see the same names over and over: the result is cached (a
+    # ValueError is not, and is raised again each time).
     text = host.strip()
+    if text.isascii():
+        lowered = text.lower()
+        if lowered.endswith("."):
+            lowered = lowered[:-1]
+        # The common case: a plain ASCII name that cannot be an IP literal.
+        if ":" not in lowered and not lowered[-1:].isdigit() and len(lowered) <= 253 \
+                and _ASCII_HOST.fullmatch(lowered):
+            return lowered
     ip = _ip_literal(text)
     if ip is not None:
         return ip
@@ -172,8 +192,7 @@ class DomainEntry:
         return str(pin) if where == POS_ANY else f"{pin} ({_POSITION_NAMES.get(where, where)} only)"
 
 
-@dataclass(frozen=True)
-class PinMatch:
+class PinMatch(NamedTuple):
     """A pin that matched: the chain index it matched at, its role there, and the pin."""
 
     index: int
