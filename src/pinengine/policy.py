@@ -11,10 +11,11 @@ import logging
 import os
 import re
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence, Union
 
-from . import _backend
+from . import _backend, _observe
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -327,8 +328,11 @@ class PinPolicy:
         blocked_pins: Iterable[Pin] = (),
         allow_sha1: bool = False,
         source: str = "<code>",
+        reporter: Any = None,
     ) -> None:
         self.entries: tuple[DomainEntry, ...] = tuple(entries)
+        #: Receives pin violations (see pinengine.reporting); None: log only.
+        self.reporter = reporter
         self.blocked_pins: tuple[Pin, ...] = tuple(dict.fromkeys(blocked_pins))
         self.allow_sha1 = allow_sha1
         self.source = source
@@ -418,7 +422,7 @@ class PinPolicy:
         return cls.from_mapping(data, source=name, **kwargs)
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any], *, source: str = "<mapping>") -> PinPolicy:
+    def from_mapping(cls, mapping: Mapping[str, Any], *, source: str = "<mapping>", **kwargs: Any) -> PinPolicy:
         """Build a policy from a mapping of the file schema (``{"domains": [...]}``)."""
         if not isinstance(mapping, Mapping):
             raise PolicyError(f"{source}: a policy is a table/object, not {type(mapping).__name__}")
@@ -440,7 +444,7 @@ class PinPolicy:
         entries = [
             _parse_entry(f"{source}: domains[{i}]", item, allow_sha1) for i, item in enumerate(domains)
         ]
-        return cls(entries, blocked_pins=blocked, allow_sha1=allow_sha1, source=source)
+        return cls(entries, blocked_pins=blocked, allow_sha1=allow_sha1, source=source, **kwargs)
 
     def to_mapping(self) -> dict[str, Any]:
         """The policy in the file schema (JSON-serialisable), the inverse of ``from_mapping``."""
@@ -515,27 +519,33 @@ class PinPolicy:
         *,
         verified: bool = True,
         now: _dt.datetime | None = None,
+        port: int | None = None,
+        served_chain: Sequence[bytes] | None = None,
     ) -> VerificationResult:
         """Check ``chain`` (DER certificates, leaf first) against the pins for ``hostname``.
 
         ``chain`` must be the chain a trust store validated (``verified=True``).
         With ``verified=False`` (no validation happened) only the leaf can
-        match, since the rest is whatever the peer chose to send.
+        match, since the rest is whatever the peer chose to send. ``port`` and
+        ``served_chain`` (what the peer sent) only go into violation reports.
 
         Returns a VerificationResult; raises PinMismatchError when an enforced
         entry has no matching pin or the chain holds a blocked key, and
         CertificateParseError when a certificate is malformed (fail closed).
         """
+        started = time.perf_counter()
         name = normalize_hostname(hostname)
         entry = self._lookup(name)
-        if entry is None:
-            pinset = self._global()
-        else:
-            pinset = self._pinset(entry)
-        # Match over the whole chain: blocked keys are refused wherever they
-        # stand; positive matches are cut to the leaf below when unverified.
-        pairs = _backend.core.match_chain(chain, pinset, True)
-        return self._decide(name, entry, chain, pairs, verified, now)
+        pinset = self._global() if entry is None else self._pinset(entry)
+        try:
+            # Match over the whole chain: blocked keys are refused wherever they
+            # stand; positive matches are cut to the leaf when unverified.
+            pairs = _backend.core.match_chain(chain, pinset, True)
+        except CertificateParseError as exc:
+            self._emit_error(name, entry, chain, verified, port, served_chain, started, exc)
+            raise
+        result = self._decide(name, entry, chain, pairs, verified, now)
+        return self._finish(result, chain, port, served_chain, started)
 
     def verify_batch(
         self,
@@ -552,6 +562,7 @@ class PinPolicy:
         CertificateParseError / ValueError (bad host name) that ``verify``
         would have raised for that item.
         """
+        started = time.perf_counter()
         jobs: list[tuple[Sequence[bytes], Any]] = []
         plan: list[tuple[str, DomainEntry | None, Sequence[bytes]] | ValueError] = []
         for hostname, chain in items:
@@ -572,13 +583,53 @@ class PinPolicy:
             name, entry, chain = step
             pairs = next(outcomes)
             if isinstance(pairs, CertificateParseError):
+                self._emit_error(name, entry, chain, verified, None, None, started, pairs)
                 results.append(pairs)
                 continue
             try:
-                results.append(self._decide(name, entry, chain, pairs, verified, now))
-            except (PinMismatchError, CertificateParseError) as exc:
+                result = self._decide(name, entry, chain, pairs, verified, now)
+                results.append(self._finish(result, chain, None, None, started))
+            except PinMismatchError as exc:
                 results.append(exc)
         return results
+
+    def _finish(
+        self,
+        result: VerificationResult,
+        chain: Sequence[bytes],
+        port: int | None,
+        served_chain: Sequence[bytes] | None,
+        started: float,
+    ) -> VerificationResult:
+        """Tell observers about a decision; raise PinMismatchError if it is a refusal."""
+        _observe.emit(
+            _observe.VerificationEvent(
+                self, result.hostname, port, result.status, result.entry, chain, served_chain,
+                result.verified, result.matches, result.blocked, result.message,
+                time.perf_counter() - started,
+            )
+        )
+        if result.status == "mismatch":
+            raise PinMismatchError(result.message, hostname=result.hostname, result=result)
+        return result
+
+    def _emit_error(
+        self,
+        name: str,
+        entry: DomainEntry | None,
+        chain: Sequence[bytes],
+        verified: bool,
+        port: int | None,
+        served_chain: Sequence[bytes] | None,
+        started: float,
+        error: BaseException,
+    ) -> None:
+        _observe.emit(
+            _observe.VerificationEvent(
+                self, name, port, "parse-error", entry, chain, served_chain, verified, (), (), str(error),
+                time.perf_counter() - started, error,
+            )
+        )
 
     def _decide(
         self,
@@ -591,7 +642,11 @@ class PinPolicy:
     ) -> VerificationResult:
         n = len(chain)
         npins = len(entry.pins) if entry is not None else 0
-        blocked_pins = (entry.blocked_pins + tuple(p for p in self.blocked_pins if p not in entry.blocked_pins)) if entry else self.blocked_pins
+        blocked_pins = (
+            entry.blocked_pins + tuple(p for p in self.blocked_pins if p not in entry.blocked_pins)
+            if entry is not None
+            else self.blocked_pins
+        )
         matches = tuple(
             PinMatch(i, _role(i, n), entry.pins[j])  # type: ignore[union-attr]
             for i, j in pairs
@@ -616,8 +671,7 @@ class PinPolicy:
         if entry is not None and entry.mode == REPORT_ONLY:
             log.warning("report-only pin violation (connection allowed): %s", message)
             return VerificationResult(name, "report-only", entry, matches, verified, blocked, message)
-        result = VerificationResult(name, "mismatch", entry, matches, verified, blocked, message)
-        raise PinMismatchError(message, hostname=name, result=result)
+        return VerificationResult(name, "mismatch", entry, matches, verified, blocked, message)
 
     def _failure_message(
         self,

@@ -76,7 +76,13 @@ def _check(conn: Any, context: PinnedSSLContext) -> VerificationResult:
         # the leaf can be trusted.
         known = context._recall_chain(leaf)
         chain, validated = (known, True) if known else ([leaf], False)
-    return context.pin_policy.verify(hostname, chain, verified=validated)
+    port = None
+    if isinstance(conn, _ssl.SSLSocket):
+        try:
+            port = conn.getpeername()[1]
+        except OSError:
+            pass
+    return context.pin_policy.verify(hostname, chain, verified=validated, port=port, served_chain=served or [leaf])
 
 
 class PinnedSSLSocket(_ssl.SSLSocket):
