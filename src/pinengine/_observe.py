@@ -48,3 +48,10 @@ def emit(event: VerificationEvent) -> None:
             import logging
 
             logging.getLogger("pinengine").exception("pin violation reporter failed")
+
+
+def store_error(policy: PinPolicy, hostname: str, entry: DomainEntry | None, error: BaseException) -> None:
+    """A dynamic-pin store could not be used while verifying ``hostname`` (counted, logged)."""
+    import logging
+
+    logging.getLogger("pinengine").error("pin store error for %s: %s", hostname, error)

@@ -143,6 +143,11 @@ class DomainEntry:
     report_uri: tuple[str, ...] = ()
     blocked_pins: tuple[Pin, ...] = ()
     require_backup_pin: bool = True
+    dynamic: bool = False
+    record_issuer: bool = False
+    ttl: float | None = None
+    #: True for an entry made from a noted HPKP header (the store holds its pins).
+    noted: bool = False
 
     def __post_init__(self) -> None:
         # Entries built in code get the same normalisation as those from files;
@@ -254,8 +259,11 @@ _ENTRY_KEYS = {
     "position",
     "blocked_pins",
     "require_backup_pin",
+    "dynamic",
+    "record_issuer",
+    "ttl",
 }
-_POLICY_KEYS = {"version", "domains", "blocked_pins", "allow_sha1"}
+_POLICY_KEYS = {"version", "domains", "blocked_pins", "allow_sha1", "hpkp"}
 _PIN_KEYS = {"pin", "position"}
 
 
@@ -329,8 +337,21 @@ class PinPolicy:
         allow_sha1: bool = False,
         source: str = "<code>",
         reporter: Any = None,
+        store: Any = None,
+        cache_ttl: float = 5.0,
+        hpkp: bool = False,
     ) -> None:
         self.entries: tuple[DomainEntry, ...] = tuple(entries)
+        self._store = store
+        #: Whether HPKP headers are noted (see pinengine.hpkp) and noted hosts enforced.
+        self.hpkp = hpkp
+        #: Seconds a dynamic record read from the store is reused before it is
+        #: read again: the bound on how long a ``forget`` made elsewhere takes
+        #: to reach this process.
+        self.cache_ttl = float(cache_ttl)
+        self._records: dict[str, tuple[Any, float]] = {}
+        self._record_pinsets: dict[tuple[str, ...], tuple[Any, Any]] = {}
+        self._touched: dict[str, float] = {}
         #: Receives pin violations (see pinengine.reporting); None: log only.
         self.reporter = reporter
         self.blocked_pins: tuple[Pin, ...] = tuple(dict.fromkeys(blocked_pins))
@@ -360,6 +381,12 @@ class PinPolicy:
         for pin in entry.pins + entry.blocked_pins:
             if pin.algorithm == "sha1" and not self.allow_sha1:
                 raise PolicyError(f"{where}: SHA-1 pin {pin} needs allow_sha1 = true at the top of the policy")
+        if entry.ttl is not None and not (isinstance(entry.ttl, (int, float)) and entry.ttl > 0):
+            raise PolicyError(f"{where}: ttl must be a positive number of seconds")
+        if (entry.record_issuer or entry.ttl is not None) and not entry.dynamic:
+            raise PolicyError(f"{where}: record_issuer and ttl apply to dynamic entries only (dynamic = true)")
+        if entry.dynamic:
+            return  # static pins are optional: the store holds the keys seen first
         if not entry.pins:
             raise PolicyError(f"{where}: no pins")
         if len(set(entry.pins)) < 2 and entry.require_backup_pin:
@@ -380,9 +407,9 @@ class PinPolicy:
         core = _backend.core
         key = id(entry)
         cached = self._pinsets.get(key)
-        if cached is None or cached[0] is not core:
+        if cached is None or cached[0] is not core or cached[2] is not entry:
             blocked = entry.blocked_pins + tuple(p for p in self.blocked_pins if p not in entry.blocked_pins)
-            cached = (core, self._make_pinset(entry.pins, entry.positions, blocked))
+            cached = (core, self._make_pinset(entry.pins, entry.positions, blocked), entry)
             self._pinsets[key] = cached
         return cached[1]
 
@@ -391,6 +418,129 @@ class PinPolicy:
         if not isinstance(self._global_pinset, core.PinSet):
             self._global_pinset = self._make_pinset((), (), self.blocked_pins)
         return self._global_pinset
+
+    # -- dynamic pins -----------------------------------------------------
+
+    @property
+    def store(self) -> Any:
+        """The store of dynamic pins; a SQLiteStore in the user's data directory unless one was given."""
+        if self._store is None:
+            from .stores import SQLiteStore
+
+            self._store = SQLiteStore()
+        return self._store
+
+    def _record(self, name: str, fresh: bool = False) -> tuple[Any, bool]:
+        """(live record or None, whether it came from the store just now)."""
+        at = time.monotonic()
+        if not fresh:
+            cached = self._records.get(name)
+            if cached is not None and at - cached[1] < self.cache_ttl:
+                record = cached[0]
+                if record is None or record.is_live():
+                    return record, False
+        record = self.store.get(name)
+        self._records[name] = (record, at)
+        return record, True
+
+    def forget_cached(self, host: str) -> None:
+        """Drop what this policy cached about ``host``'s dynamic pins (after changing the store)."""
+        self._records.pop(normalize_hostname(host), None)
+
+    def _noted_entry(self, name: str) -> DomainEntry | None:
+        """An entry for a host noted from an HPKP header (the name itself, or a parent with includeSubDomains)."""
+        if not self.hpkp or _ip_literal(name) is not None:
+            return None
+        from .stores import StoreError
+
+        candidate = name
+        try:
+            while True:
+                record, _ = self._record(candidate)
+                if record is not None and record.source == "hpkp" and (
+                    candidate == name or record.include_subdomains
+                ):
+                    return DomainEntry(
+                        record.host, (), include_subdomains=record.include_subdomains, dynamic=True,
+                        report_uri=(record.report_uri,) if record.report_uri else (), noted=True,
+                    )
+                if "." not in candidate:
+                    return None
+                candidate = candidate.split(".", 1)[1]
+        except StoreError as exc:
+            # Fail closed: a host that may be noted cannot be checked.
+            _observe.store_error(self, name, None, exc)
+            return DomainEntry(name, (), dynamic=True, noted=True)
+
+    def _record_pinset(self, pins: tuple[str, ...]) -> Any:
+        core = _backend.core
+        cached = self._record_pinsets.get(pins)
+        if cached is None or cached[0] is not core:
+            parsed = [Pin.parse(p, allow_sha1=True) for p in pins]
+            cached = (core, core.PinSet([(p.kind_code, p.algorithm, p.digest, POS_ANY) for p in parsed]))
+            if len(self._record_pinsets) > 4096:
+                self._record_pinsets.clear()
+            self._record_pinsets[pins] = cached
+        return cached[1]
+
+    def _match_record(self, record: Any, chain: Sequence[bytes], verified: bool) -> tuple[PinMatch, ...]:
+        n = len(chain)
+        pairs = _backend.core.match_chain(chain, self._record_pinset(record.pins), True)
+        return tuple(
+            PinMatch(i, _role(i, n), Pin.parse(record.pins[j], allow_sha1=True), "dynamic")
+            for i, j in pairs
+            if verified or i == 0
+        )
+
+    def _dynamic(
+        self, name: str, entry: DomainEntry, chain: Sequence[bytes], verified: bool
+    ) -> tuple[tuple[PinMatch, ...], str]:
+        """Match ``chain`` against the keys recorded for ``name``, recording them first if there are none.
+
+        Returns (matches, what to say on failure). A store failure raises StoreError.
+        """
+        from .stores import PinRecord
+
+        key = entry.host if entry.noted else name
+        record, fresh = self._record(key)
+        if record is None:
+            if entry.noted:
+                return (), f"  The HPKP pins noted for {entry.host} could not be read."
+            if not verified:
+                return (), (
+                    f"  No key is recorded for {name} yet, and a first key is recorded only from a chain "
+                    "a trust store validated."
+                )
+            core = _backend.core
+            pins = [str(Pin("sha256", core.spki_sha256(chain[0])))]
+            if entry.record_issuer and len(chain) > 1:
+                pins.append(str(Pin("sha256", core.spki_sha256(chain[1]))))
+            mine = PinRecord.create(name, pins, source="tofu", ttl=entry.ttl)
+            record = self.store.record_first(mine)
+            self._records[name] = (record, time.monotonic())
+            fresh = True
+        matches = self._match_record(record, chain, verified)
+        if not matches and not fresh:
+            # The key may have been accepted through another instance since
+            # this one cached the record: read it again before refusing.
+            record, _ = self._record(key, fresh=True)
+            if record is None:
+                return self._dynamic(name, entry, chain, verified)
+            matches = self._match_record(record, chain, verified)
+        if matches:
+            last = self._touched.get(key, 0.0)
+            at = time.time()
+            if at - last >= max(self.cache_ttl, 1.0):
+                self._touched[key] = at
+                try:
+                    self.store.touch(key, at)
+                except Exception as exc:  # best effort: last_seen is bookkeeping
+                    log.debug("could not update last_seen for %s: %s", name, exc)
+            return matches, ""
+        first = _dt.datetime.fromtimestamp(record.first_seen, _dt.timezone.utc)
+        lines = [f"  Keys recorded for {name} (dynamic, {record.source}, first seen {first:%Y-%m-%d %H:%M:%S} UTC):"]
+        lines += [f"    {p}" for p in record.pins]
+        return (), "\n".join(lines)
 
     # -- loading ----------------------------------------------------------
 
@@ -441,6 +591,10 @@ class PinPolicy:
         if not isinstance(domains, list):
             raise PolicyError(f"{source}: 'domains' must be a list, not {type(domains).__name__}")
         blocked = _parse_pin_list(f"{source}: blocked_pins", mapping.get("blocked_pins", []), allow_sha1)
+        hpkp = mapping.get("hpkp", False)
+        if not isinstance(hpkp, bool):
+            raise PolicyError(f"{source}: hpkp must be true or false")
+        kwargs.setdefault("hpkp", hpkp)
         entries = [
             _parse_entry(f"{source}: domains[{i}]", item, allow_sha1) for i, item in enumerate(domains)
         ]
@@ -467,10 +621,18 @@ class PinPolicy:
                 d["blocked_pins"] = [str(p) for p in e.blocked_pins]
             if not e.require_backup_pin:
                 d["require_backup_pin"] = False
+            if e.dynamic:
+                d["dynamic"] = True
+            if e.record_issuer:
+                d["record_issuer"] = True
+            if e.ttl is not None:
+                d["ttl"] = e.ttl
             domains.append(d)
         out: dict[str, Any] = {"version": 1}
         if self.allow_sha1:
             out["allow_sha1"] = True
+        if self.hpkp:
+            out["hpkp"] = True
         if self.blocked_pins:
             out["blocked_pins"] = [str(p) for p in self.blocked_pins]
         out["domains"] = domains
@@ -535,8 +697,8 @@ class PinPolicy:
         """
         started = time.perf_counter()
         name = normalize_hostname(hostname)
-        entry = self._lookup(name)
-        pinset = self._global() if entry is None else self._pinset(entry)
+        entry = self._lookup(name) or self._noted_entry(name)
+        pinset = self._global() if entry is None or entry.noted else self._pinset(entry)
         try:
             # Match over the whole chain: blocked keys are refused wherever they
             # stand; positive matches are cut to the leaf when unverified.
@@ -571,8 +733,8 @@ class PinPolicy:
             except ValueError as exc:
                 plan.append(exc)
                 continue
-            entry = self._lookup(name)
-            jobs.append((chain, self._global() if entry is None else self._pinset(entry)))
+            entry = self._lookup(name) or self._noted_entry(name)
+            jobs.append((chain, self._global() if entry is None or entry.noted else self._pinset(entry)))
             plan.append((name, entry, chain))
         outcomes = iter(_backend.core.match_chains(jobs, True))
         results: list[VerificationResult | PinMismatchError | CertificateParseError | ValueError] = []
@@ -667,7 +829,21 @@ class PinPolicy:
         if matches and not blocked:
             return VerificationResult(name, "match", entry, matches, verified)
 
+        extra = ""
+        if entry is not None and entry.dynamic and not blocked:
+            from .stores import StoreError
+
+            try:
+                matches, extra = self._dynamic(name, entry, chain, verified)
+            except StoreError as exc:
+                _observe.store_error(self, name, entry, exc)
+                extra = f"  The pin store cannot be used, so the dynamic pins of {name} cannot be checked: {exc}"
+            if matches:
+                return VerificationResult(name, "match", entry, matches, verified)
+
         message = self._failure_message(name, entry, chain, blocked, verified)
+        if extra:
+            message += "\n" + extra
         if entry is not None and entry.mode == REPORT_ONLY:
             log.warning("report-only pin violation (connection allowed): %s", message)
             return VerificationResult(name, "report-only", entry, matches, verified, blocked, message)
@@ -741,14 +917,15 @@ def _parse_entry(where: str, item: Any, allow_sha1: bool) -> DomainEntry:
             raise _unknown_key(where, key, _ENTRY_KEYS)
     if "host" not in item:
         raise PolicyError(f"{where}: missing 'host'")
-    for flag in ("include_subdomains", "require_backup_pin"):
+    for flag in ("include_subdomains", "require_backup_pin", "dynamic", "record_issuer"):
         if flag in item and not isinstance(item[flag], bool):
             raise PolicyError(f"{where}.{flag}: must be true or false")
     include_subdomains = item.get("include_subdomains", False)
     host = _parse_host(where, item["host"], include_subdomains)
     where = f"{where} ({item['host']})"
     default_position = _parse_position(f"{where}.position", item.get("position", "any"))
-    raw_pins = item.get("pins")
+    dynamic = item.get("dynamic", False)
+    raw_pins = item.get("pins", [] if dynamic else None)
     if raw_pins is None:
         raise PolicyError(f"{where}: missing 'pins'")
     if not isinstance(raw_pins, list):
@@ -798,5 +975,16 @@ def _parse_entry(where: str, item: Any, allow_sha1: bool) -> DomainEntry:
         report_uri=tuple(report_uri),
         blocked_pins=tuple(_parse_pin_list(f"{where}.blocked_pins", item.get("blocked_pins", []), allow_sha1)),
         require_backup_pin=item.get("require_backup_pin", True),
+        dynamic=dynamic,
+        record_issuer=item.get("record_issuer", False),
+        ttl=_parse_ttl(where, item.get("ttl")),
     )
+
+
+def _parse_ttl(where: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise PolicyError(f"{where}.ttl: must be a positive number of seconds, not {value!r}")
+    return float(value)
 

@@ -52,7 +52,10 @@ def peer_chains(conn: _ssl.SSLSocket | _ssl.SSLObject) -> tuple[list[bytes], lis
 
 
 def _check(conn: Any, context: PinnedSSLContext) -> VerificationResult:
-    """Check the pins of an established connection; raise PinMismatchError to refuse it."""
+    """Check the pins of an established connection; raise PinMismatchError to refuse it.
+
+    Leaves the chain that was checked on ``conn.pin_chain`` (for HPKP noting).
+    """
     hostname = conn.server_hostname
     if hostname is None:
         raise PinMismatchError(
@@ -76,6 +79,7 @@ def _check(conn: Any, context: PinnedSSLContext) -> VerificationResult:
         # the leaf can be trusted.
         known = context._recall_chain(leaf)
         chain, validated = (known, True) if known else ([leaf], False)
+    conn.pin_chain = chain
     port = None
     if isinstance(conn, _ssl.SSLSocket):
         try:
@@ -89,6 +93,8 @@ class PinnedSSLSocket(_ssl.SSLSocket):
     """An SSLSocket that checks pins when its handshake completes."""
 
     pin_result: VerificationResult | None = None
+    #: The chain the pins were checked against (validated, or the leaf alone).
+    pin_chain: list[bytes] | None = None
 
     def do_handshake(self, block: bool = False) -> None:
         super().do_handshake(block)
@@ -109,6 +115,7 @@ class PinnedSSLObject(_ssl.SSLObject):
     """An SSLObject (memory BIOs, as asyncio uses) that checks pins when its handshake completes."""
 
     pin_result: VerificationResult | None = None
+    pin_chain: list[bytes] | None = None
 
     def do_handshake(self) -> None:
         super().do_handshake()
