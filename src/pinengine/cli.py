@@ -345,6 +345,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sni", metavar="NAME", help="live: server name to send and to check pins for "
                    "(to test a server by IP address)")
     p.set_defaults(func=_cmd_verify)
+
+    from ._store_cli import add_parser as add_store_parser
+
+    add_store_parser(sub)
     return parser
 
 

@@ -1,0 +1,116 @@
+"""``pinengine store ...``: look after the dynamic pins a store holds."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import sys
+from typing import Any, TextIO
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _when(t: float | None) -> str:
+    if t is None:
+        return "never"
+    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _line(record: Any) -> str:
+    return (
+        f"{record.host} {','.join(record.pins)} source={record.source} first_seen={_when(record.first_seen)} "
+        f"last_seen={_when(record.last_seen)} expires={_when(record.expires_at)}"
+        + (" include_subdomains" if record.include_subdomains else "")
+    )
+
+
+def add_parser(sub: Any) -> None:
+    """Add ``store`` and its subcommands to the ``pinengine`` command's subparsers."""
+    p = sub.add_parser(
+        "store",
+        help="list, show, accept, forget, export or import dynamic pins",
+        description="Manage the dynamic pins (trust on first use, HPKP) a store holds. --store is a path "
+        "(SQLite, or JSON for *.json), redis://HOST:PORT/DB, or memory:; default: $PINENGINE_STORE, "
+        "else the SQLite file in the user's data directory. Exit 0 done, 1 nothing to do (no such host), "
+        "2 bad input or the store cannot be used.",
+    )
+    p.add_argument("--store", default=os.environ.get("PINENGINE_STORE"), metavar="STORE")
+    p.add_argument("--namespace", default="pinengine", help="Redis key namespace (default pinengine)")
+    ops = p.add_subparsers(dest="store_command", metavar="ACTION")
+    ops.add_parser("list", help="one line per live record")
+    o = ops.add_parser("show", help="one host's record as JSON")
+    o.add_argument("host")
+    o = ops.add_parser("accept", help="trust more keys for a host (pre-announce or accept the next key)")
+    o.add_argument("host")
+    o.add_argument("pins", nargs="+", metavar="PIN")
+    o.add_argument("--replace", action="store_true", help="trust only these keys from now on")
+    o.add_argument("--ttl", type=float, help="seconds the record stays valid (new or replaced records)")
+    o = ops.add_parser("forget", help="remove a host's record (its next validated connection records anew)")
+    o.add_argument("host")
+    o = ops.add_parser("export", help="write every live record as a JSON document")
+    o.add_argument("file", nargs="?", default="-", help="output file (default: standard output)")
+    o = ops.add_parser("import", help="add the records of a JSON document made by export")
+    o.add_argument("file", help="input file ('-' for standard input)")
+    o.add_argument("--replace", action="store_true", help="replace records of hosts already in the store")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    from .pins import Pin
+    from .stores import NoRecordError, PinRecord, StoreError, export_records, import_records, open_store
+
+    if not args.store_command:
+        print("pinengine store: give an action: list, show, accept, forget, export, import", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        store = open_store(args.store, namespace=args.namespace)
+    except (StoreError, ValueError, OSError) as exc:
+        print(f"pinengine store: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        action = args.store_command
+        if action == "list":
+            for record in store.list():
+                out.write(_line(record) + "\n")
+        elif action == "show":
+            record = store.get(args.host)
+            if record is None:
+                out.write(f"no live record for {args.host}\n")
+                return EXIT_FAILED
+            out.write(json.dumps(record.to_dict(), indent=2) + "\n")
+        elif action == "accept":
+            pins = [str(Pin.parse(p)) for p in args.pins]
+            current = store.get(args.host)
+            if current is None or args.replace:
+                record = PinRecord.create(args.host, pins, source="accepted", ttl=args.ttl)
+                if current is not None:
+                    record = PinRecord(record.host, record.pins, current.first_seen, record.last_seen,
+                                       record.expires_at, "accepted", current.include_subdomains, current.report_uri)
+                store.put(record)
+            else:
+                record = store.add_pins(args.host, pins)
+            out.write(_line(record) + "\n")
+        elif action == "forget":
+            if not store.delete(args.host):
+                out.write(f"no record for {args.host}\n")
+                return EXIT_FAILED
+            out.write(f"forgot {args.host}\n")
+        elif action == "export":
+            text = export_records(store)
+            if args.file == "-":
+                out.write(text if text.endswith("\n") else text + "\n")
+            else:
+                with open(args.file, "w", encoding="utf-8") as f:
+                    f.write(text)
+        elif action == "import":
+            text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()
+            count = import_records(store, text, replace=args.replace)
+            out.write(f"imported {count} records\n")
+        return EXIT_OK
+    except (StoreError, NoRecordError, ValueError, OSError) as exc:
+        print(f"pinengine store {args.store_command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        store.close()

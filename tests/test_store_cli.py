@@ -1,0 +1,69 @@
+"""`pinengine store ...` against real store files."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from pinengine import Pin
+from pinengine.cli import main
+from pinengine.stores import SQLiteStore, open_store
+from tests.certs import cached_chain
+
+A = str(Pin.from_certificate(cached_chain("p256").ders[0]))
+B = str(Pin.from_certificate(cached_chain("p256").ders[1]))
+
+
+def run(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    return main(list(argv), out=out), out.getvalue()
+
+
+@pytest.mark.parametrize("name", ["pins.sqlite3", "pins.json"])
+def test_accept_list_show_forget(tmp_path: Path, name: str) -> None:
+    store = str(tmp_path / name)
+    assert run("store", "--store", store, "list") == (0, "")
+    code, out = run("store", "--store", store, "accept", "API.example.com.", A)
+    assert code == 0 and out.startswith(f"api.example.com {A} source=accepted")
+    code, out = run("store", "--store", store, "accept", "api.example.com", B)  # pre-announce the next key
+    assert code == 0 and f"{A},{B}" in out
+    code, out = run("store", "--store", store, "show", "api.example.com")
+    assert code == 0 and json.loads(out)["pins"] == [A, B]
+    code, out = run("store", "--store", store, "accept", "--replace", "api.example.com", B)
+    assert json.loads(run("store", "--store", store, "show", "api.example.com")[1])["pins"] == [B]
+    assert run("store", "--store", store, "list")[1].count("\n") == 1
+    assert run("store", "--store", store, "forget", "api.example.com") == (0, "forgot api.example.com\n")
+    assert run("store", "--store", store, "forget", "api.example.com")[0] == 1
+    assert run("store", "--store", store, "show", "api.example.com")[0] == 1
+
+
+def test_export_import_between_store_kinds(tmp_path: Path) -> None:
+    sqlite = str(tmp_path / "a.sqlite3")
+    run("store", "--store", sqlite, "accept", "one.example", A, B)
+    run("store", "--store", sqlite, "accept", "two.example", B, "--ttl", "3600")
+    exported = tmp_path / "export.json"
+    assert run("store", "--store", sqlite, "export", str(exported))[0] == 0
+    target = str(tmp_path / "b.json")
+    assert run("store", "--store", target, "import", str(exported)) == (0, "imported 2 records\n")
+    with open_store(target) as s, SQLiteStore(sqlite) as t:
+        assert s.list() == t.list()
+
+
+def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = str(tmp_path / "pins.sqlite3")
+    assert run("store", "--store", store, "accept", "a.example", "sha256/nope")[0] == 2
+    assert "invalid pin" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "something else"}')
+    assert run("store", "--store", store, "import", str(bad))[0] == 2
+    assert "not a pinengine pin document" in capsys.readouterr().err
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text("{not json")
+    before = corrupt.read_bytes()
+    assert run("store", "--store", str(corrupt), "list")[0] == 2
+    assert "corrupt.json" in capsys.readouterr().err
+    assert corrupt.read_bytes() == before  # never replaced
+    assert run("store", "--store", store)[0] == 2
