@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 from types import ModuleType
 from typing import Iterator
 
@@ -36,3 +37,19 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 def core(backend: str) -> ModuleType:
     """The core module of the backend under test."""
     return _module(backend)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server of this test session's own on 127.0.0.1 (installed by .ci/redis)."""
+    if os.environ.get("PINENGINE_SKIP_REDIS", "") not in ("", "0"):
+        pytest.skip("PINENGINE_SKIP_REDIS=1: Redis tests skipped")
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed: run .ci/redis (apt-get install redis-server), "
+                    "or set PINENGINE_SKIP_REDIS=1 to skip the Redis tests", pytrace=False)
+    from tests import redis_server
+
+    server = redis_server.start(binary, tmp_path_factory.mktemp("redis"))
+    yield server.url
+    server.stop()

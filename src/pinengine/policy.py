@@ -241,6 +241,14 @@ class VerificationResult:
         return True
 
 
+def _store_failed(hostname: str, entry: DomainEntry | None, error: BaseException) -> None:
+    """A dynamic-pin store could not be used while verifying ``hostname``: log and count it."""
+    log.error("pin store error for %s: %s", hostname, error)
+    from .metrics import count_store_error
+
+    count_store_error(hostname, entry)
+
+
 def _role(index: int, length: int) -> str:
     if index == 0:
         return "leaf"
@@ -469,7 +477,7 @@ class PinPolicy:
                 candidate = candidate.split(".", 1)[1]
         except StoreError as exc:
             # Fail closed: a host that may be noted cannot be checked.
-            _observe.store_error(self, name, None, exc)
+            _store_failed(name, None, exc)
             return DomainEntry(name, (), dynamic=True, noted=True)
 
     def _record_pinset(self, pins: tuple[str, ...]) -> Any:
@@ -836,7 +844,7 @@ class PinPolicy:
             try:
                 matches, extra = self._dynamic(name, entry, chain, verified)
             except StoreError as exc:
-                _observe.store_error(self, name, entry, exc)
+                _store_failed(name, entry, exc)
                 extra = f"  The pin store cannot be used, so the dynamic pins of {name} cannot be checked: {exc}"
             if matches:
                 return VerificationResult(name, "match", entry, matches, verified)
