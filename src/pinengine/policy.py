@@ -409,6 +409,12 @@ class PinPolicy:
         spec += [(p.kind_code, p.algorithm, p.digest, POS_ANY) for p in blocked]
         return _backend.core.PinSet(spec)
 
+    def _blocked_for(self, entry: DomainEntry | None) -> tuple[Pin, ...]:
+        """The blocked pins that apply to ``entry``, in its PinSet's order (after its own pins)."""
+        if entry is None or entry.noted:
+            return self.blocked_pins
+        return entry.blocked_pins + tuple(p for p in self.blocked_pins if p not in entry.blocked_pins)
+
     def _pinset(self, entry: DomainEntry) -> Any:
         # PinSets are built lazily and per backend module (the tests switch
         # backends); building them is cheap and races only build twice.
@@ -416,8 +422,7 @@ class PinPolicy:
         key = id(entry)
         cached = self._pinsets.get(key)
         if cached is None or cached[0] is not core or cached[2] is not entry:
-            blocked = entry.blocked_pins + tuple(p for p in self.blocked_pins if p not in entry.blocked_pins)
-            cached = (core, self._make_pinset(entry.pins, entry.positions, blocked), entry)
+            cached = (core, self._make_pinset(entry.pins, entry.positions, self._blocked_for(entry)), entry)
             self._pinsets[key] = cached
         return cached[1]
 
@@ -812,17 +817,14 @@ class PinPolicy:
     ) -> VerificationResult:
         n = len(chain)
         npins = len(entry.pins) if entry is not None else 0
-        blocked_pins = (
-            entry.blocked_pins + tuple(p for p in self.blocked_pins if p not in entry.blocked_pins)
-            if entry is not None
-            else self.blocked_pins
-        )
-        matches = tuple(
-            PinMatch(i, _role(i, n), entry.pins[j])  # type: ignore[union-attr]
-            for i, j in pairs
-            if j < npins and (verified or i == 0)
-        )
-        blocked = tuple(PinMatch(i, _role(i, n), blocked_pins[j - npins]) for i, j in pairs if j >= npins)
+        matches: tuple[PinMatch, ...] = ()
+        blocked: tuple[PinMatch, ...] = ()
+        for i, j in pairs:
+            if j < npins:
+                if verified or i == 0:
+                    matches += (PinMatch(i, _role(i, n), entry.pins[j]),)  # type: ignore[union-attr]
+            else:
+                blocked += (PinMatch(i, _role(i, n), self._blocked_for(entry)[j - npins]),)
 
         if entry is not None and entry.expired(now):
             message = (
