@@ -73,6 +73,42 @@ class PinnedAdapter(HTTPAdapter):
                 raise
             raise requests.exceptions.SSLError(pin_error, request=request) from pin_error
 
+    def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
+        """The requests Response; with ``policy.hpkp`` on, its HPKP headers are noted first.
+
+        The headers are judged against the pins of the socket the response
+        came on (a pooled connection keeps the result of its handshake); see
+        ``pinengine.hpkp.note_response``. Nothing here can fail the response.
+        """
+        response = super().build_response(req, resp)
+        headers = getattr(resp, "headers", None)
+        if not self.policy.hpkp or headers is None:
+            return response
+        from ..hpkp import HEADER, REPORT_ONLY_HEADER, _pin_state, note_response
+
+        if HEADER not in headers and REPORT_ONLY_HEADER not in headers:
+            return response
+        try:
+            import urllib.parse
+
+            url = req.url or ""
+            parts = urllib.parse.urlsplit(url)
+            if parts.scheme == "https" and parts.hostname:
+                # urllib3 2.x: the response holds its connection until the body
+                # is read (requests asks for preload_content=False); conn.sock
+                # is the pinned socket (an SSLTransport through an HTTPS proxy).
+                conn = getattr(resp, "_connection", None) or getattr(resp, "connection", None)
+                state = _pin_state(getattr(conn, "sock", None))
+                pin_result, pin_chain = state if state is not None else (None, None)
+                note_response(
+                    self.policy, parts.hostname, headers, pin_result=pin_result, pin_chain=pin_chain, url=url
+                )
+        except Exception:  # noting is best effort: never break the response
+            import logging
+
+            logging.getLogger("pinengine").exception("HPKP: could not process the headers of %s", req.url)
+        return response
+
 
 class _PinnedSession(requests.Session):
     def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
