@@ -1,0 +1,453 @@
+"""Pin records, the PinStore interface, and the JSON document every store exports and imports."""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import json
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import Any, Callable, Iterable, Union
+
+from .._errors import PinengineError
+from ..pins import Pin
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "SOURCES",
+    "NoRecordError",
+    "PinRecord",
+    "PinStore",
+    "StoreError",
+    "export_records",
+    "import_records",
+]
+
+#: Where a record came from: trust on first use, an HPKP header, a key accepted
+#: by an operator (or by the policy for a host), an import.
+SOURCES = ("tofu", "hpkp", "accepted", "imported")
+
+#: The JSON document of ``export_records`` (and of a ``JSONFileStore`` file).
+FORMAT = "pinengine-pin-store"
+FORMAT_VERSION = 1
+
+_FIELDS = ("host", "pins", "first_seen", "last_seen", "expires_at", "source",
+           "include_subdomains", "report_uri")
+_REQUIRED = frozenset(("host", "pins", "first_seen", "last_seen", "source"))
+
+Change = Callable[["PinRecord | None"], "PinRecord | None"]
+
+
+class StoreError(PinengineError):
+    """A pin store cannot be used: corrupt data, an unreachable server, a bad import document.
+
+    The message names the file or key and says what is wrong. Corrupt data is
+    never overwritten or deleted by a store: it stays for inspection.
+    """
+
+
+class NoRecordError(PinengineError, LookupError):
+    """``add_pins`` was asked to extend the record of a host that has no live record."""
+
+
+def _normalize(host: str) -> str:
+    # Imported here, not at the top: pinengine.policy may import the stores.
+    from ..policy import normalize_hostname
+
+    return normalize_hostname(host)
+
+
+def _canonical_pin(pin: object) -> str:
+    if isinstance(pin, Pin):
+        return str(pin)
+    if not isinstance(pin, str):
+        raise TypeError(f"a pin must be a str or Pin, not {type(pin).__name__}")
+    return _parse_pin(pin)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_pin(text: str) -> str:
+    """The canonical form of a pin string (cached: stores read the same pins over and over)."""
+    return str(Pin.parse(text))
+
+
+def _time(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number (unix time), not {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, not {value!r}")
+    return float(value)
+
+
+def _now(now: float | None) -> float:
+    return time.time() if now is None else _time("now", now)
+
+
+@dataclass(frozen=True)
+class PinRecord:
+    """What a store keeps for one host: the pins trusted for it, and when.
+
+    The constructor normalises and checks every field: ``host`` goes through
+    ``pinengine.policy.normalize_hostname``; ``pins`` (strings in any form
+    ``Pin.parse`` reads, or ``Pin`` objects) become canonical strings such as
+    ``sha256/<base64>``, duplicates dropped, order kept, at least one; times
+    are finite unix times. Bad values raise ValueError or TypeError.
+    """
+
+    host: str
+    pins: tuple[str, ...]
+    first_seen: float
+    last_seen: float
+    expires_at: float | None
+    source: str
+    include_subdomains: bool = False
+    report_uri: str | None = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "host", _normalize(self.host))
+        if isinstance(self.pins, (str, Pin)) or not isinstance(self.pins, Iterable):
+            raise TypeError(f"pins must be a sequence of pins, not {type(self.pins).__name__}")
+        pins = tuple(dict.fromkeys(_canonical_pin(p) for p in self.pins))
+        if not pins:
+            raise ValueError(f"pin record for {self.host} has no pins")
+        set_(self, "pins", pins)
+        set_(self, "first_seen", _time("first_seen", self.first_seen))
+        set_(self, "last_seen", _time("last_seen", self.last_seen))
+        if self.expires_at is not None:
+            set_(self, "expires_at", _time("expires_at", self.expires_at))
+        if self.source not in SOURCES:
+            raise ValueError(f"unknown record source {self.source!r}; use one of {', '.join(SOURCES)}")
+        if not isinstance(self.include_subdomains, bool):
+            raise TypeError("include_subdomains must be a bool")
+        if self.report_uri is not None and (not isinstance(self.report_uri, str) or not self.report_uri):
+            raise TypeError("report_uri must be a non-empty str or None")
+
+    @classmethod
+    def create(
+        cls,
+        host: str,
+        pins: Iterable[str | Pin],
+        *,
+        source: str = "tofu",
+        now: float | None = None,
+        ttl: float | None = None,
+        include_subdomains: bool = False,
+        report_uri: str | None = None,
+    ) -> PinRecord:
+        """A new record first (and last) seen ``now`` (default: the current time).
+
+        ``ttl`` seconds from ``now`` set ``expires_at`` (HPKP max-age, a TOFU
+        lifetime); None means the record never expires.
+        """
+        at = _now(now)
+        expires = None if ttl is None else at + _time("ttl", ttl)
+        if isinstance(pins, (str, Pin)):
+            raise TypeError("pins must be a sequence of pins, not a single pin")
+        canonical = tuple(_canonical_pin(p) for p in pins)
+        return cls(host, canonical, at, at, expires, source, include_subdomains, report_uri)
+
+    def is_live(self, now: float | None = None) -> bool:
+        """True until ``expires_at`` (a record is void from that instant on)."""
+        return self.expires_at is None or _now(now) < self.expires_at
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready data (the form used in documents and stores)."""
+        return {
+            "host": self.host,
+            "pins": list(self.pins),
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "expires_at": self.expires_at,
+            "source": self.source,
+            "include_subdomains": self.include_subdomains,
+            "report_uri": self.report_uri,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object, *, where: str = "record") -> PinRecord:
+        """Read a record written by ``to_dict``; anything wrong raises StoreError naming ``where``."""
+        if not isinstance(data, dict):
+            raise StoreError(f"{where}: expected an object, found {type(data).__name__}")
+        unknown = sorted(set(data) - set(_FIELDS))
+        if unknown:
+            raise StoreError(f"{where}: unknown field {unknown[0]!r}")
+        missing = sorted(_REQUIRED - set(data))
+        if missing:
+            raise StoreError(f"{where}: missing field {missing[0]!r}")
+        host = data["host"]
+        if not isinstance(host, str):
+            raise StoreError(f"{where}: host must be a string, found {type(host).__name__}")
+        where = f"{where} ({host})"
+        pins = data["pins"]
+        if not isinstance(pins, list) or not all(isinstance(p, str) for p in pins):
+            raise StoreError(f"{where}: pins must be a list of strings")
+        for i, pin in enumerate(pins):
+            try:
+                _parse_pin(pin)
+            except ValueError as exc:
+                raise StoreError(f"{where}: pins[{i}]: {exc}") from None
+        try:
+            return cls(
+                host, tuple(pins), data["first_seen"], data["last_seen"], data.get("expires_at"),
+                data["source"], data.get("include_subdomains", False), data.get("report_uri"),
+            )
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"{where}: {exc}") from None
+
+
+class PinStore(ABC):
+    """Where dynamic pins live: one ``PinRecord`` per host name.
+
+    Every method takes host names in any spelling (they are normalised) and
+    raises StoreError when the store cannot be used. A record whose
+    ``expires_at`` has passed counts as absent ("expired" is decided against
+    ``now``, default the current time). Stores are safe to share between
+    threads; the file and server stores also between processes and machines.
+    Use a store as a context manager, or call ``close()``.
+
+    A store implements three primitives (``_read``, ``_read_all`` and the
+    atomic ``_transact``); every public method is built on them here, so all
+    stores behave alike.
+    """
+
+    def __init__(self) -> None:
+        self._closed = False
+
+    # -- what a store implements ----------------------------------------------
+
+    @abstractmethod
+    def _read(self, host: str) -> PinRecord | None:
+        """The record stored for the normalised ``host``, expired or not."""
+
+    @abstractmethod
+    def _read_all(self) -> builtins.list[PinRecord]:
+        """Every stored record, expired or not, in any order."""
+
+    @abstractmethod
+    def _transact(self, host: str, change: Change) -> PinRecord | None:
+        """Atomically apply ``change`` to the record stored for the normalised ``host``.
+
+        ``change`` gets the stored record (expired or not) or None, and returns
+        what to store: a record, None to delete, or its argument itself to
+        leave the store alone. Return what is stored afterwards. ``change``
+        may be called more than once (optimistic retries): it must have no
+        side effects beyond the last call, and must not use the store.
+        """
+
+    def _close(self) -> None:  # noqa: B027 (a hook: most stores have something to release)
+        """Release the store's resources (files, connections)."""
+
+    # -- the public interface ---------------------------------------------------
+
+    def _host(self, host: str) -> str:
+        if self._closed:
+            raise StoreError(f"{self!r} is closed")
+        return _normalize(host)
+
+    def get(self, host: str, *, now: float | None = None) -> PinRecord | None:
+        """The live record for ``host``, or None (no record, or an expired one)."""
+        record = self._read(self._host(host))
+        return record if record is not None and record.is_live(now) else None
+
+    def update(self, host: str, change: Change, *, now: float | None = None) -> PinRecord | None:
+        """Atomic read-modify-write of the record for ``host``; returns the live record afterwards.
+
+        ``change`` gets the live record (None when there is none, or it
+        expired) and returns the record to store, None to delete it, or its
+        argument itself to change nothing. It may be called more than once
+        and must not use the store (see ``_transact``).
+        """
+        key, at = self._host(host), _now(now)
+
+        def raw(current: PinRecord | None) -> PinRecord | None:
+            live = current if current is not None and current.is_live(at) else None
+            new = change(live)
+            if new is live:
+                return current
+            if new is not None and new.host != key:
+                raise ValueError(f"update of {key!r} returned a record for {new.host!r}")
+            return new
+
+        result = self._transact(key, raw)
+        return result if result is not None and result.is_live(at) else None
+
+    def record_first(self, record: PinRecord, *, now: float | None = None) -> PinRecord:
+        """Store ``record`` unless its host has a live record; return the record stored afterwards.
+
+        Atomic, also across processes and machines sharing the store: of
+        callers racing on one host exactly one wins and every caller gets the
+        winner's record back (``== record`` tells the winner). An expired
+        record counts as absent and is replaced.
+        """
+        at = _now(now)
+        if not record.is_live(at):
+            raise ValueError(f"record for {record.host} expired at {record.expires_at}, before now ({at})")
+        result = self.update(record.host, lambda current: record if current is None else current, now=at)
+        assert result is not None
+        return result
+
+    def put(self, record: PinRecord) -> None:
+        """Store ``record``, replacing whatever the host had (accept a new key, an HPKP update)."""
+        self._transact(self._host(record.host), lambda current: record)
+
+    def add_pins(self, host: str, pins: Iterable[str | Pin], *, now: float | None = None) -> PinRecord:
+        """Add ``pins`` to the live record of ``host`` (atomically); return the record afterwards.
+
+        Pins already there are not repeated; nothing else changes (pre-announce
+        a next key, accept a backup). Raises NoRecordError if ``host`` has no
+        live record.
+        """
+        key = self._host(host)
+        if isinstance(pins, (str, Pin)):
+            raise TypeError("pins must be a sequence of pins, not a single pin")
+        extra = tuple(_canonical_pin(p) for p in pins)
+
+        def change(current: PinRecord | None) -> PinRecord | None:
+            if current is None:
+                raise NoRecordError(f"no live pin record for {key}")
+            merged = tuple(dict.fromkeys(current.pins + extra))
+            return current if merged == current.pins else replace(current, pins=merged)
+
+        result = self.update(key, change, now=now)
+        assert result is not None
+        return result
+
+    def touch(self, host: str, when: float) -> None:
+        """Note that a connection to ``host`` matched at ``when``: raise ``last_seen`` to it.
+
+        Best effort: no record (or an expired one) is not an error, and
+        ``last_seen`` never moves backwards. Callers on a hot path should
+        throttle (each call that changes something is a write).
+        """
+        key, at = self._host(host), _time("when", when)
+        current = self._read(key)
+        if current is None or current.last_seen >= at or not current.is_live(at):
+            return
+        self.update(
+            key, lambda cur: cur if cur is None or cur.last_seen >= at else replace(cur, last_seen=at), now=at
+        )
+
+    def delete(self, host: str) -> bool:
+        """Remove the record of ``host`` (expired or not); True if there was one."""
+        return self._delete_if(self._host(host), lambda record: True)
+
+    def _delete_if(self, host: str, condition: Callable[[PinRecord], bool]) -> bool:
+        """Atomically delete the stored record of ``host`` if ``condition`` holds for it; True if deleted."""
+        deleted = [False]
+
+        def change(current: PinRecord | None) -> PinRecord | None:
+            deleted[0] = current is not None and condition(current)
+            return None if deleted[0] else current
+
+        self._transact(host, change)
+        return deleted[0]
+
+    def list(self, *, now: float | None = None) -> builtins.list[PinRecord]:
+        """Every live record, sorted by host."""
+        if self._closed:
+            raise StoreError(f"{self!r} is closed")
+        at = _now(now)
+        return sorted((r for r in self._read_all() if r.is_live(at)), key=lambda r: r.host)
+
+    def prune(self, *, now: float | None = None) -> int:
+        """Delete expired records (a Redis store also lets the server expire them); return how many."""
+        if self._closed:
+            raise StoreError(f"{self!r} is closed")
+        at = _now(now)
+        expired = [r.host for r in self._read_all() if not r.is_live(at)]
+        return sum(self._delete_if(host, lambda record: not record.is_live(at)) for host in expired)
+
+    def close(self) -> None:
+        """Release files and connections; the store cannot be used afterwards. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    def __enter__(self) -> PinStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+# -- the JSON document ----------------------------------------------------------
+
+
+def dump_document(records: Iterable[PinRecord]) -> str:
+    """The JSON document holding ``records`` (sorted by host)."""
+    doc = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "records": [r.to_dict() for r in sorted(records, key=lambda r: r.host)],
+    }
+    return json.dumps(doc, indent=2, allow_nan=False) + "\n"
+
+
+def parse_document(text: Union[str, bytes], *, where: str) -> builtins.list[PinRecord]:
+    """The records of a JSON document; anything wrong raises StoreError naming ``where`` and the place."""
+    try:
+        doc = json.loads(text)
+    except UnicodeDecodeError as exc:
+        raise StoreError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except ValueError as exc:
+        raise StoreError(f"{where}: not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise StoreError(f"{where}: expected a JSON object, found {type(doc).__name__}")
+    if doc.get("format") != FORMAT:
+        raise StoreError(f"{where}: not a pinengine pin document (\"format\" is {doc.get('format')!r}, "
+                         f"expected {FORMAT!r})")
+    version = doc.get("version")
+    if version != FORMAT_VERSION:
+        raise StoreError(f"{where}: unsupported version {version!r} (this pinengine reads {FORMAT_VERSION})")
+    unknown = sorted(set(doc) - {"format", "version", "records"})
+    if unknown:
+        raise StoreError(f"{where}: unknown field {unknown[0]!r}")
+    items = doc.get("records")
+    if not isinstance(items, list):
+        raise StoreError(f"{where}: \"records\" must be a list")
+    records: dict[str, PinRecord] = {}
+    for i, item in enumerate(items):
+        record = PinRecord.from_dict(item, where=f"{where}: records[{i}]")
+        if record.host in records:
+            raise StoreError(f"{where}: records[{i}]: a second record for {record.host}")
+        records[record.host] = record
+    return builtins.list(records.values())
+
+
+def export_records(store: PinStore, *, now: float | None = None) -> str:
+    """Every live record of ``store`` as a JSON document (with its format and version)."""
+    return dump_document(store.list(now=now))
+
+
+def import_records(
+    store: PinStore, text: Union[str, bytes], *, replace: bool = False, now: float | None = None
+) -> int:
+    """Add the records of a document made by ``export_records``; return how many were written.
+
+    The whole document is checked before anything is written: a bad one
+    raises StoreError naming the place and the problem, and nothing is
+    imported. Records already expired are skipped. ``replace=False`` keeps a
+    host's live record if it has one (like ``record_first``); ``replace=True``
+    overwrites it. Hosts absent from the document are left alone.
+    """
+    at = _now(now)
+    records = [r for r in parse_document(text, where="import") if r.is_live(at)]
+    return sum(_import_one(store, record, replace, at) for record in records)
+
+
+def _import_one(store: PinStore, record: PinRecord, replace: bool, now: float) -> bool:
+    wrote = [False]
+
+    def change(current: PinRecord | None) -> PinRecord | None:
+        wrote[0] = replace or current is None
+        return record if wrote[0] else current
+
+    store.update(record.host, change, now=now)
+    return wrote[0]

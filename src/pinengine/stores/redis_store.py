@@ -1,0 +1,155 @@
+"""A pin store in Redis, shared by a fleet of gateways (needs redis-py: ``pinengine[redis]``)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import re
+from typing import Any, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+from ._base import Change, PinRecord, PinStore, StoreError
+
+__all__ = ["RedisStore"]
+
+
+def _redact(url: str) -> str:
+    """``url`` without its password, fit for messages."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return "<unparsable URL>"
+
+
+class RedisStore(PinStore):
+    """Records in Redis: one string key ``<namespace>:pin:<host>`` holding the record as JSON.
+
+    ``url_or_client`` is a ``redis://`` / ``rediss://`` / ``unix://`` URL
+    (the store makes a client with ``timeout``-second socket timeouts, so an
+    unreachable server raises StoreError quickly) or a ready ``redis.Redis``
+    client (used as it is, not closed by ``close()``). Every
+    read-modify-write is an optimistic transaction (WATCH / MULTI / EXEC,
+    retried on conflict), so processes on many machines can share the store
+    and race safely. A record with ``expires_at`` also expires in Redis
+    (PEXPIREAT, on the Redis server's clock). Distinct ``namespace`` values
+    keep stores apart within one database. Redis errors become StoreError;
+    a value that is not a valid record raises StoreError naming its key and
+    is left as it is.
+    """
+
+    def __init__(
+        self,
+        url_or_client: str | Any,
+        namespace: str = "pinengine",
+        *,
+        timeout: float = 1.0,
+        max_attempts: int = 100,
+    ) -> None:
+        super().__init__()
+        if not isinstance(namespace, str) or not namespace:
+            raise ValueError("namespace must be a non-empty str")
+        try:
+            import redis
+        except ImportError:
+            raise StoreError("RedisStore needs redis-py: pip install 'pinengine[redis]'") from None
+        self._exceptions = redis.exceptions
+        self._owned = isinstance(url_or_client, str)
+        if isinstance(url_or_client, str):
+            self.where = f"Redis at {_redact(url_or_client)}"
+            try:
+                self._client: Any = redis.Redis.from_url(
+                    url_or_client, socket_timeout=timeout, socket_connect_timeout=timeout
+                )
+            except ValueError as exc:
+                raise StoreError(f"invalid Redis URL {_redact(url_or_client)}: {exc}") from None
+        else:
+            self._client = url_or_client
+            kwargs = getattr(getattr(url_or_client, "connection_pool", None), "connection_kwargs", {})
+            self.where = f"Redis at {kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+        self.namespace = namespace
+        self._prefix = f"{namespace}:pin:"
+        self._max_attempts = max_attempts
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.where!r}, namespace={self.namespace!r})"
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except self._exceptions.RedisError as exc:
+            raise StoreError(f"{self.where}: {action}: {type(exc).__name__}: {exc}") from None
+
+    def _key(self, host: str) -> str:
+        return self._prefix + host
+
+    def _parse(self, key: str, raw: object) -> PinRecord | None:
+        if raw is None:
+            return None
+        where = f"{self.where}: key {key!r}"
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+        except UnicodeDecodeError:
+            raise StoreError(f"{where}: value is not UTF-8 text") from None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise StoreError(f"{where}: value is not valid JSON: {exc}") from None
+        record = PinRecord.from_dict(data, where=where)
+        if self._key(record.host) != key:
+            raise StoreError(f"{where}: holds a record for another host ({record.host})")
+        return record
+
+    def _read(self, host: str) -> PinRecord | None:
+        key = self._key(host)
+        with self._errors("cannot read"):
+            raw = self._client.get(key)
+        return self._parse(key, raw)
+
+    def _read_all(self) -> list[PinRecord]:
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", self._prefix) + "*"
+        records = []
+        with self._errors("cannot read"):
+            keys = [k.decode() if isinstance(k, bytes) else k
+                    for k in self._client.scan_iter(match=pattern, count=1000)]
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                for key, raw in zip(chunk, self._client.mget(chunk), strict=True):
+                    record = self._parse(key, raw)  # None: expired since the scan
+                    if record is not None:
+                        records.append(record)
+        return records
+
+    def _transact(self, host: str, change: Change) -> PinRecord | None:
+        key = self._key(host)
+        with self._errors("cannot write"):
+            for _ in range(self._max_attempts):
+                with self._client.pipeline(transaction=True) as pipe:
+                    try:
+                        pipe.watch(key)
+                        current = self._parse(key, pipe.get(key))
+                        new = change(current)
+                        if new is current:
+                            return current
+                        pipe.multi()
+                        if new is None:
+                            pipe.delete(key)
+                        else:
+                            pipe.set(key, json.dumps(new.to_dict(), allow_nan=False))
+                            if new.expires_at is not None:
+                                pipe.pexpireat(key, math.ceil(new.expires_at * 1000))
+                        pipe.execute()
+                        return new
+                    except self._exceptions.WatchError:
+                        continue  # someone else changed the key meanwhile: look again
+        raise StoreError(f"{self.where}: key {key!r}: gave up after {self._max_attempts} conflicting updates")
+
+    def _close(self) -> None:
+        if self._owned:
+            with contextlib.suppress(Exception):
+                self._client.close()
