@@ -12,6 +12,7 @@ from ._errors import (
 )
 from ._pem import load_certificates
 from ._types import CertificateInfo
+from .metrics import stats
 from .pins import InsecurePinWarning, Pin
 from .policy import DomainEntry, PinMatch, PinPolicy, VerificationResult
 
@@ -60,4 +61,5 @@ __all__ = [
     "load_certificates",
     "parse_certificate",
     "spki_sha256",
+    "stats",
 ]

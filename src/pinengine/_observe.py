@@ -1,13 +1,20 @@
 """The seam between verification and what watches it (violation reports, metrics).
 
 ``PinPolicy`` builds one ``VerificationEvent`` per decision and passes it to
-``emit``. Nothing here may raise into the handshake or block it.
+``emit``. Nothing here may raise into the handshake or block it: every event
+is counted (``pinengine.metrics``; a few hundred nanoseconds), and violations
+(``mismatch``, ``report-only``) go to the policy's reporter, or to the default
+reporter (structured logging only, see ``pinengine.reporting``) when the
+policy has none.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
+
+from .metrics import METRICS
 
 if TYPE_CHECKING:
     from .policy import DomainEntry, PinMatch, PinPolicy
@@ -38,20 +45,38 @@ class VerificationEvent:
     error: BaseException | None = None
 
 
-def emit(event: VerificationEvent) -> None:
-    """Hand an event to the policy's reporter and to the metrics (never raises)."""
-    reporter: Any = getattr(event.policy, "reporter", None)
-    if reporter is not None and event.status in ("mismatch", "report-only"):
-        try:
-            reporter.report(event)
-        except Exception:  # a broken reporter must not break verification
-            import logging
+_record = METRICS.record
+_VIOLATIONS = frozenset(("mismatch", "report-only"))
 
-            logging.getLogger("pinengine").exception("pin violation reporter failed")
+
+def emit(event: VerificationEvent) -> None:
+    """Count the event; hand a violation to the policy's reporter (or the default one). Never raises."""
+    try:
+        _record(event)
+    except Exception:  # pragma: no cover - counting must never break verification
+        logging.getLogger("pinengine").exception("pinengine metrics failed")
+    if event.status in _VIOLATIONS:
+        _report(event)
+
+
+def _report(event: VerificationEvent) -> None:
+    try:
+        reporter: Any = getattr(event.policy, "reporter", None)
+        if reporter is None:
+            from .reporting import default_reporter
+
+            reporter = default_reporter()
+        reporter.report(event)
+    except Exception:  # a broken reporter must not break verification
+        logging.getLogger("pinengine").exception("pin violation reporter failed")
 
 
 def store_error(policy: PinPolicy, hostname: str, entry: DomainEntry | None, error: BaseException) -> None:
-    """A dynamic-pin store could not be used while verifying ``hostname`` (counted, logged)."""
-    import logging
+    """A dynamic-pin store could not be used for ``hostname``: log and count it (never raises)."""
+    try:
+        logging.getLogger("pinengine").error("pin store error for %s: %s", hostname, error)
+        from .metrics import count_store_error
 
-    logging.getLogger("pinengine").error("pin store error for %s: %s", hostname, error)
+        count_store_error(hostname, entry)
+    except Exception:  # pragma: no cover - bookkeeping must never break verification
+        pass

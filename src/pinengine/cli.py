@@ -13,6 +13,7 @@ import argparse
 import base64
 import datetime as _dt
 import json
+import os
 import ssl
 import sys
 from typing import Any, Sequence, TextIO
@@ -121,9 +122,18 @@ def _label_problem(host: str) -> str | None:
     return None
 
 
-def lint_policy(policy: PinPolicy, now: _dt.datetime | None = None) -> list[tuple[str, str]]:
-    """Findings for a loaded policy, as ``(severity, message)`` pairs ("error" / "warning")."""
+def lint_policy(
+    policy: PinPolicy, now: _dt.datetime | None = None, window_days: float = EXPIRY_WARNING_DAYS
+) -> list[tuple[str, str]]:
+    """Findings for a loaded policy, as ``(severity, message)`` pairs ("error" / "warning").
+
+    Entries that expired, or expire within ``window_days``, are found as
+    ``pinengine.rotation.entry_findings`` finds them.
+    """
+    from .rotation import _entry_finding
+
     now = now or _dt.datetime.now(_dt.timezone.utc)
+    span = _dt.timedelta(days=window_days)
     found = _Findings()
     entries = policy.entries
     for entry in entries:
@@ -135,12 +145,9 @@ def lint_policy(policy: PinPolicy, now: _dt.datetime | None = None) -> list[tupl
                 found.warning(f"{where}: SHA-1 pin {pin}; pin with sha256")
         for pin in set(entry.pins) & set(entry.blocked_pins + policy.blocked_pins):
             found.error(f"{where}: {pin} is both pinned and blocked; it can never match")
-        if entry.expires is not None:
-            if entry.expired(now):
-                found.error(f"{where}: expired on {entry.expires:%Y-%m-%d}; its pins are no longer enforced")
-            elif entry.expires - now <= _dt.timedelta(days=EXPIRY_WARNING_DAYS):
-                days = (entry.expires - now).days
-                found.warning(f"{where}: expires on {entry.expires:%Y-%m-%d}, in {days} days")
+        expiry = _entry_finding(entry, span, now)
+        if expiry is not None:
+            found.items.append((expiry.severity, expiry.message))
         problem = _label_problem(entry.host)
         if problem:
             found.error(f"{where}: can never match: {problem}")
@@ -175,19 +182,82 @@ def _more_specific(a: DomainEntry, b: DomainEntry) -> bool:
     return a.pattern == "one-label" and b.pattern == "any-depth"
 
 
+def _check_samples(args: argparse.Namespace, findings: list[tuple[str, str]]) -> list[Any] | None:
+    """The chains to plan rotation with: ``--chain [HOST=]FILE`` and live ``--host HOST[:PORT]``.
+
+    None after printing the reason when an input cannot be read (exit 2).
+    Validation failures of live hosts become error findings.
+    """
+    from .rotation import ChainSample
+
+    samples = []
+    for spec in args.chains:
+        host, path = None, spec
+        if "=" in spec and not os.path.exists(spec):
+            host, path = spec.split("=", 1)
+        try:
+            chain = _read_chain(path)
+        except OSError as exc:
+            print(f"pinengine check: {path}: {exc.strerror or exc}", file=sys.stderr)
+            return None
+        except CertificateParseError as exc:
+            print(f"pinengine check: {path}: {exc}", file=sys.stderr)
+            return None
+        if not chain:
+            print(f"pinengine check: {path}: no certificates", file=sys.stderr)
+            return None
+        samples.append(ChainSample(chain, host or None, path))
+    if args.hosts:
+        from ._live import fetch_chains, split_target
+
+        for target in args.hosts:
+            try:
+                host, port = split_target(target)
+            except ValueError as exc:
+                print(f"pinengine check: {exc}", file=sys.stderr)
+                return None
+            label = f"{host}:{port}"
+            try:
+                live = fetch_chains(host, port, server_name=host, cafile=args.cafile, timeout=args.timeout)
+            except ssl.SSLCertVerificationError as exc:
+                findings.append(("error", f"{label}: certificate validation failed: {exc.verify_message or exc}"))
+                continue
+            except (OSError, ssl.SSLError) as exc:
+                print(f"pinengine check: cannot connect to {label}: {exc}", file=sys.stderr)
+                return None
+            samples.append(ChainSample(live.verified, host, label))
+    return samples
+
+
 def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    from .rotation import chain_findings
+
+    if args.window < 0:
+        print("pinengine check: --window must not be negative", file=sys.stderr)
+        return EXIT_USAGE
     try:
         policy = PinPolicy.from_file(args.policy)
     except PolicyError as exc:
         out.write(f"error: {exc}\n")
         return EXIT_FAILED
-    findings = lint_policy(policy)
+    live_findings: list[tuple[str, str]] = []
+    samples = _check_samples(args, live_findings)
+    if samples is None:
+        return EXIT_USAGE
+    findings = lint_policy(policy, window_days=args.window) + live_findings
+    try:
+        findings += [(f.severity, f.message) for f in chain_findings(policy, samples, window=args.window)]
+    except CertificateParseError as exc:
+        print(f"pinengine check: malformed certificate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     for severity, text in findings:
         out.write(f"{severity}: {text}\n")
     errors = sum(1 for s, _ in findings if s == "error")
     warnings = len(findings) - errors
+    checked = len(samples) + len(live_findings)
+    chains = f"{checked} chain{'s' if checked != 1 else ''}, " if checked else ""
     out.write(
-        f"{args.policy}: {len(policy.entries)} entries, {errors} errors, {warnings} warnings\n"
+        f"{args.policy}: {len(policy.entries)} entries, {chains}{errors} errors, {warnings} warnings\n"
     )
     if errors or (warnings and args.strict):
         return EXIT_FAILED
@@ -319,12 +389,25 @@ def _parser() -> argparse.ArgumentParser:
                    help="digest algorithm of the pins (default sha256)")
     p.set_defaults(func=_cmd_pins)
 
-    p = sub.add_parser("check", help="lint a policy file (TOML or JSON)",
+    p = sub.add_parser("check", help="lint a policy file (TOML or JSON); plan rotations with --chain/--host",
                        description="Lint a policy: missing backup pins, SHA-1 pins, expired or soon-expiring "
                        "entries, patterns that can never match, overlapping entries, too many pins. "
-                       "Exit 1 on errors (and on warnings with --strict).")
+                       "With --chain FILE or --host HOST: rotation planning: certificates carrying the pins "
+                       "that expire within --window days, entries whose only matching pins are on such "
+                       "certificates with no backup pin, chains matching no pin. "
+                       "Exit 1 on errors (and on warnings with --strict), 2 when a chain or host cannot be read.")
     p.add_argument("policy", metavar="POLICY")
     p.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    p.add_argument("--chain", dest="chains", action="extend", nargs="+", default=[], metavar="[HOST=]FILE",
+                   help="rotation planning: a chain (PEM/DER, leaf first) to check against the entries whose "
+                   "pins it matches, or against HOST's entry; warns when certificates carrying pins expire "
+                   "within the window without a backup pin")
+    p.add_argument("--host", dest="hosts", action="append", default=[], metavar="HOST[:PORT]",
+                   help="rotation planning against a live server's validated chain (repeatable)")
+    p.add_argument("--window", type=float, default=EXPIRY_WARNING_DAYS, metavar="DAYS",
+                   help=f"warn about expiry within this many days (default {EXPIRY_WARNING_DAYS})")
+    p.add_argument("--cafile", help="--host: trust these CA certificates instead of the system store")
+    p.add_argument("--timeout", type=float, default=10.0, help="--host: connect/handshake timeout in seconds")
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser(

@@ -201,7 +201,7 @@ class DomainEntry:
 class PinMatch(NamedTuple):
     """A pin that matched: the chain index it matched at, its role there, and the pin."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the field shadows tuple.index, on purpose
     role: str
     pin: Pin
     source: str = "static"
@@ -239,14 +239,6 @@ class VerificationResult:
     def allowed(self) -> bool:
         """Always True for a returned result (refusals raise); here for symmetry with batches."""
         return True
-
-
-def _store_failed(hostname: str, entry: DomainEntry | None, error: BaseException) -> None:
-    """A dynamic-pin store could not be used while verifying ``hostname``: log and count it."""
-    log.error("pin store error for %s: %s", hostname, error)
-    from .metrics import count_store_error
-
-    count_store_error(hostname, entry)
 
 
 def _role(index: int, length: int) -> str:
@@ -290,12 +282,18 @@ def _parse_expires(where: str, value: Any) -> _dt.datetime | None:
             value = _dt.date.fromisoformat(value) if len(value) == 10 else _dt.datetime.fromisoformat(value)
         except ValueError:
             raise PolicyError(f"{where}.expires: {value!r} is not a date (YYYY-MM-DD) or ISO 8601 datetime") from None
-    if isinstance(value, _dt.datetime):
-        if value.tzinfo is None:
-            raise PolicyError(f"{where}.expires: datetime {value.isoformat()!r} has no timezone; add one (Z or +00:00)")
-        return value.astimezone(_dt.timezone.utc)
-    if isinstance(value, _dt.date):
-        return _dt.datetime(value.year, value.month, value.day, tzinfo=_dt.timezone.utc) + _dt.timedelta(days=1)
+    try:
+        if isinstance(value, _dt.datetime):
+            if value.tzinfo is None:
+                raise PolicyError(
+                    f"{where}.expires: datetime {value.isoformat()!r} has no timezone; add one (Z or +00:00)"
+                )
+            return value.astimezone(_dt.timezone.utc)
+        if isinstance(value, _dt.date):
+            day = _dt.datetime(value.year, value.month, value.day, tzinfo=_dt.timezone.utc)
+            return day + _dt.timedelta(days=1)
+    except OverflowError:
+        raise PolicyError(f"{where}.expires: {value} is outside the dates pinengine can handle") from None
     raise PolicyError(f"{where}.expires: expected a date, not {type(value).__name__}")
 
 
@@ -482,7 +480,7 @@ class PinPolicy:
                 candidate = candidate.split(".", 1)[1]
         except StoreError as exc:
             # Fail closed: a host that may be noted cannot be checked.
-            _store_failed(name, None, exc)
+            _observe.store_error(self, name, None, exc)
             return DomainEntry(name, (), dynamic=True, noted=True)
 
     def _record_pinset(self, pins: tuple[str, ...]) -> Any:
@@ -582,6 +580,10 @@ class PinPolicy:
             raise PolicyError(f"{name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
         except tomllib.TOMLDecodeError as exc:
             raise PolicyError(f"{name}: invalid TOML: {exc}") from None
+        except RecursionError:
+            raise PolicyError(f"{name}: nested too deeply to be a policy") from None
+        except ValueError as exc:  # e.g. an integer longer than Python converts
+            raise PolicyError(f"{name}: cannot be read: {exc}") from None
         return cls.from_mapping(data, source=name, **kwargs)
 
     @classmethod
@@ -846,7 +848,7 @@ class PinPolicy:
             try:
                 matches, extra = self._dynamic(name, entry, chain, verified)
             except StoreError as exc:
-                _store_failed(name, entry, exc)
+                _observe.store_error(self, name, entry, exc)
                 extra = f"  The pin store cannot be used, so the dynamic pins of {name} cannot be checked: {exc}"
             if matches:
                 return VerificationResult(name, "match", entry, matches, verified)
@@ -914,7 +916,7 @@ def _parse_pin_list(where: str, value: Any, allow_sha1: bool) -> list[Pin]:
 
 
 def _parse_position(where: str, value: Any) -> int:
-    if value not in POSITIONS:
+    if not isinstance(value, str) or value not in POSITIONS:
         raise PolicyError(f"{where}: position {value!r} is not one of {', '.join(POSITIONS)}")
     return POSITIONS[value]
 
