@@ -1,9 +1,9 @@
 /* pinengine: a strict DER / X.509 walker (ext/CORE_SPEC.md section 1).
  *
  * Input is hostile: every read is bounds-checked, offset arithmetic never
- * overflows, recursion is bounded by PE_DER_MAX_DEPTH. No allocation and no
- * global state, so every function here is thread-safe and may run without
- * the GIL. */
+ * overflows, and nothing recurses (nesting is followed with a fixed stack of
+ * PE_DER_MAX_DEPTH entries). No allocation and no global state, so every
+ * function here is thread-safe and may run without the GIL. */
 #ifndef PE_DER_H
 #define PE_DER_H
 
@@ -86,8 +86,23 @@ typedef struct {
  * non-minimal, cut short, exceeding the enclosing element) at the first
  * length byte; a TLV deeper than 32 at its tag byte; trailing bytes where
  * they begin; a structural problem (section 1.2) at the tag byte of the
- * offending TLV, or where a missing element should have begun. */
+ * offending TLV, or where a missing element should have begun.
+ *
+ * The input is read in one pass, so when it breaks several rules the one
+ * reported is the first met: the outermost header and trailing bytes first,
+ * then the rest in order, each element checked (section 1.1, its part of
+ * section 1.2, and section 1.1 inside it) before the next one is read. */
 int pe_der_parse_cert(const uint8_t *buf, size_t len, pe_cert *out, size_t *err_off);
+
+/* pe_der_parse_cert() plus the SHA-256 of the subjectPublicKeyInfo TLV into
+ * spki_sha256 (32 bytes; meaningful only on PE_DER_OK), with the same
+ * result, *out and *err_off as pe_der_parse_cert(). Faster than the two
+ * calls in a row where SHA-256 runs on SHA-NI: the SPKI is hashed as soon as
+ * its place is known, and the walk of the rest of the certificate (Names,
+ * extensions) runs in the shadow of the hash rounds. Uses the SHA-256
+ * implementation pe_hash_init() chose (ext/pe_hash.h). */
+int pe_der_parse_cert_spki_sha256(const uint8_t *buf, size_t len, pe_cert *out, uint8_t spki_sha256[32],
+                                  size_t *err_off);
 
 /* Validate buf[0:len] as a standalone SubjectPublicKeyInfo TLV: the section
  * 1.1 rules (with the SPKI as the depth-1 TLV) plus the SPKI rule of 1.2,

@@ -1,6 +1,7 @@
-/* SHA-256 (FIPS 180-4): the portable block function, the padding driver
- * shared by every implementation, and the run-time dispatch. The x86 SHA-NI
- * and ARMv8 block functions live in sha256_x86.c and sha256_arm.c. */
+/* SHA-256 (FIPS 180-4): the portable block function, the padding driver of
+ * the portable and ARMv8 paths, and the run-time dispatch. The ARMv8 block
+ * function lives in sha256_arm.c; the x86 SHA-NI path (a one-shot function,
+ * padding included) in sha256_x86.c. */
 #define PE_HASH_INTERNAL
 #include "pe_hash.h"
 
@@ -139,7 +140,8 @@ void pe__sha256_run(pe_sha256_blocks_fn blocks, const uint8_t *data, size_t len,
 
 typedef struct {
     const char *name;
-    pe_sha256_blocks_fn blocks;
+    /* The whole digest in one call, padding included. */
+    void (*oneshot)(const uint8_t *data, size_t len, uint8_t out[32]);
     int (*available)(void);
 } sha256_impl;
 
@@ -148,12 +150,24 @@ static int always(void)
     return 1;
 }
 
-static const sha256_impl impl_portable = {"portable", pe__sha256_blocks_portable, always};
+static void sha256_portable(const uint8_t *data, size_t len, uint8_t out[32])
+{
+    pe__sha256_run(pe__sha256_blocks_portable, data, len, out);
+}
+
+#ifdef PE_HAVE_SHA256_ARMV8
+static void sha256_armv8(const uint8_t *data, size_t len, uint8_t out[32])
+{
+    pe__sha256_run(pe__sha256_blocks_armv8, data, len, out);
+}
+#endif
+
+static const sha256_impl impl_portable = {"portable", sha256_portable, always};
 #ifdef PE_HAVE_SHA256_X86
-static const sha256_impl impl_shani = {"sha-ni", pe__sha256_blocks_shani, pe__cpu_has_shani};
+static const sha256_impl impl_shani = {"sha-ni", pe__sha256_shani, pe__cpu_has_shani};
 #endif
 #ifdef PE_HAVE_SHA256_ARMV8
-static const sha256_impl impl_armv8 = {"armv8", pe__sha256_blocks_armv8, pe__cpu_has_armv8_sha2};
+static const sha256_impl impl_armv8 = {"armv8", sha256_armv8, pe__cpu_has_armv8_sha2};
 #endif
 
 /* Every implementation this build knows, fastest first. */
@@ -168,20 +182,30 @@ static const sha256_impl *const all_impls[] = {
 };
 #define N_IMPLS (sizeof all_impls / sizeof all_impls[0])
 
-/* The chosen implementation. One pointer, written only by pe_hash_init()
- * (under the GIL, before any hashing thread exists); it starts as the
- * portable path so a digest taken before init is still correct. */
+/* What pe_hash_init() found out, read without locks afterwards. Written
+ * only by pe_hash_init() (under the GIL, at import, before any hashing
+ * thread exists):
+ *   active       the chosen implementation; it starts as the portable path
+ *                so a digest taken before init is still correct;
+ *   probed       1 once `usable` holds the CPU probe of every implementation,
+ *                so that pe_sha256_available() / pe_sha256_with() need not
+ *                probe again: on x86 a probe is CPUID, which a hypervisor
+ *                traps (microseconds per call). Before init they probe. */
 static const sha256_impl *active = &impl_portable;
+static unsigned char usable[N_IMPLS];
+static int probed = 0;
 
 void pe_hash_init(int force_portable)
 {
     size_t i;
-    if (force_portable) {
-        active = &impl_portable;
+    for (i = 0; i < N_IMPLS; i++)
+        usable[i] = all_impls[i]->available() != 0;
+    probed = 1;
+    active = &impl_portable;
+    if (force_portable)
         return;
-    }
     for (i = 0; i < N_IMPLS; i++) {
-        if (all_impls[i]->available()) {
+        if (usable[i]) {
             active = all_impls[i];
             return;
         }
@@ -193,34 +217,50 @@ const char *pe_sha256_active(void)
     return active->name;
 }
 
-static const sha256_impl *find_impl(const char *name)
+/* Index of the named implementation in all_impls, or -1. */
+static int find_impl(const char *name)
 {
     size_t i;
     if (name == NULL)
-        return NULL;
+        return -1;
     for (i = 0; i < N_IMPLS; i++) {
         if (strcmp(all_impls[i]->name, name) == 0)
-            return all_impls[i];
+            return (int)i;
     }
-    return NULL;
+    return -1;
+}
+
+static int impl_usable(int i)
+{
+    if (i < 0)
+        return 0;
+    return probed ? usable[i] : all_impls[i]->available() != 0;
 }
 
 int pe_sha256_available(const char *name)
 {
-    const sha256_impl *impl = find_impl(name);
-    return impl != NULL && impl->available();
+    return impl_usable(find_impl(name));
 }
 
 int pe_sha256_with(const char *name, const uint8_t *data, size_t len, uint8_t out[32])
 {
-    const sha256_impl *impl = find_impl(name);
-    if (impl == NULL || !impl->available())
+    int i = find_impl(name);
+    if (!impl_usable(i))
         return -1;
-    pe__sha256_run(impl->blocks, data, len, out);
+    all_impls[i]->oneshot(data, len, out);
     return 0;
 }
 
 void pe__sha256(const uint8_t *data, size_t len, uint8_t out[32])
 {
-    pe__sha256_run(active->blocks, data, len, out);
+    active->oneshot(data, len, out);
+}
+
+int pe__sha256_active_is_shani(void)
+{
+#ifdef PE_HAVE_SHA256_X86
+    return active == &impl_shani;
+#else
+    return 0;
+#endif
 }

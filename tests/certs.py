@@ -7,7 +7,7 @@ import ipaddress
 import re
 import ssl
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import certifi
@@ -108,7 +108,7 @@ def make_chain(
     return Chain(leaf, inter, root, leaf_key, inter_key, root_key)
 
 
-@lru_cache(maxsize=None)
+@cache
 def cached_chain(key_type: str = "p256", hostname: str = "example.com") -> Chain:
     """One chain per key type for the whole session (RSA-4096 keys are slow to make)."""
     return make_chain(key_type, hostname)

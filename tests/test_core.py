@@ -19,9 +19,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.certs import KEY_TYPES, cached_chain, certifi_ders, spki_der
 from pinengine import _types
 from pinengine._errors import CertificateParseError
+from tests.certs import KEY_TYPES, cached_chain, certifi_ders, spki_der
 
 UTC = dt.timezone.utc
 
@@ -66,7 +66,7 @@ class Node:
         self,
         tag: int,
         content: bytes = b"",
-        kids: Optional[List["Node"]] = None,
+        kids: Optional[List[Node]] = None,
         length: Optional[bytes] = None,
         raw: Optional[bytes] = None,
     ) -> None:
@@ -875,7 +875,7 @@ def test_non_minimal_lengths(core: ModuleType) -> None:
 
     # the outermost length, written with one byte too many
     der = leaf_der("rsa2048")
-    _, start, end = read_header(der, 0)
+    read_header(der, 0)  # a well-formed header
     assert der[1] == 0x82
     refused(core, b"\x30\x83\x00" + der[2:])
 
@@ -1308,7 +1308,7 @@ def test_match_empty_chain(core: ModuleType) -> None:
 
 
 def test_match_type_errors(core: ModuleType) -> None:
-    leaf, inter, root = cached_chain("p256").ders
+    leaf = cached_chain("p256").ders[0]
     pins = core.PinSet([spki_pin(leaf)])
     for chain in ([leaf, "text"], [leaf, None], [leaf, 5], None, 5):
         with pytest.raises(TypeError):

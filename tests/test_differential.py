@@ -443,7 +443,7 @@ def test_match_chain_same_results(cores: Tuple[ModuleType, ModuleType]) -> None:
     matched = 0
     jobs_c, jobs_py = [], []
     expected: List[Optional[Outcome]] = []
-    for k in range(600):
+    for _ in range(600):
         chain = list(rng.choice(chains))
         shape = rng.randrange(6)
         if shape == 0:

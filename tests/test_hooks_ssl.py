@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import http.client
 import logging
 import socket
 import ssl
-import urllib.request
 from typing import Any
 
 import pytest

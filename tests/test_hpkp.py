@@ -265,7 +265,7 @@ def test_noting_then_enforcing(chain: Chain, other: Chain) -> None:
     assert record.include_subdomains and record.report_uri == "https://r.example/"
     # noted hosts are enforced: the chain with the pinned intermediate passes, another is refused
     assert policy.verify(HOST, chain.ders).status == "match"
-    with pytest.raises(PinMismatchError, match="HPKP|Keys recorded"):
+    with pytest.raises(PinMismatchError, match=r"HPKP|Keys recorded"):
         policy.verify(HOST, other.ders)
     with pytest.raises(PinMismatchError):
         policy.verify("api." + HOST, other.ders)  # includeSubDomains

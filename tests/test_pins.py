@@ -181,7 +181,7 @@ def test_from_file_certifi_bundle() -> None:
 def test_from_file_errors_name_the_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
     empty = tmp_path / "empty.pem"
     empty.write_bytes(b"")
-    with pytest.raises(CertificateParseError, match="empty.pem"):
+    with pytest.raises(CertificateParseError, match=r"empty\.pem"):
         Pin.from_file(empty)
     broken = tmp_path / "broken.pem"
     der = cached_chain("p256").ders[0]
@@ -190,7 +190,7 @@ def test_from_file_errors_name_the_file(tmp_path) -> None:  # type: ignore[no-un
         + base64.encodebytes(der[:-10])
         + b"-----END CERTIFICATE-----\n"
     )
-    with pytest.raises(CertificateParseError, match="broken.pem"):
+    with pytest.raises(CertificateParseError, match=r"broken\.pem"):
         Pin.from_file(broken)
     garbage = tmp_path / "garbage.pem"
     garbage.write_bytes(b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n")

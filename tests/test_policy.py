@@ -169,7 +169,7 @@ def test_mismatch_message_lists_chain_and_pins(chain: Chain, other: Chain) -> No
     err = info.value
     text = str(err)
     assert "Certificate pinning failure for example.com" in text
-    for i, der in enumerate(chain.ders):
+    for der in chain.ders:
         assert pin_of(der) in text
     assert "CN=example.com" in text and "CN=pinengine test root" in text
     for p in pins:
@@ -190,8 +190,9 @@ def test_mismatch_message_lists_chain_and_pins(chain: Chain, other: Chain) -> No
 def test_positions(position: str, matches_at: list[int]) -> None:
     # One key used at every position (it happens with cross-signing), so a pin
     # on it can only be told apart by the position it is allowed at.
-    from tests.certs import make_cert, new_key
     from cryptography.hazmat.primitives.serialization import Encoding
+
+    from tests.certs import make_cert, new_key
 
     key = new_key("p256")
     root = make_cert("root", key, None, key, ca=True)

@@ -12,7 +12,6 @@ import json
 import multiprocessing
 import os
 import random
-import shutil
 import signal
 import socket
 import sqlite3
@@ -242,7 +241,7 @@ def test_add_pins(store: PinStore) -> None:
                               r.include_subdomains, r.report_uri)
     assert store.get("a.example", now=NOW) == after
     assert store.add_pins("a.example", [pin(1)], now=NOW) == after  # nothing new: unchanged
-    with pytest.raises(NoRecordError, match="b.example"):
+    with pytest.raises(NoRecordError, match=r"b\.example"):
         store.add_pins("b.example", [pin(1)], now=NOW)
     with pytest.raises(NoRecordError):
         store.add_pins("a.example", [pin(4)], now=NOW + 100)  # expired
@@ -291,7 +290,7 @@ def test_update(store: PinStore) -> None:
     assert made == rec()
     assert store.update("a.example", lambda cur: None, now=NOW) is None
     assert store.get("a.example", now=NOW) is None
-    with pytest.raises(ValueError, match="b.example"):
+    with pytest.raises(ValueError, match=r"b\.example"):
         store.update("a.example", lambda cur: rec(host="b.example"), now=NOW)
 
 

@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from typing import Final, Literal
 
-from typing_extensions import Buffer
+from typing_extensions import Buffer, Self, disjoint_base
 
 from pinengine._errors import CertificateParseError
 from pinengine._types import CertificateInfo
@@ -51,10 +51,12 @@ def validate_spki(data: Buffer) -> None: ...
 def parse_certificate(der: Buffer) -> CertificateInfo: ...
 def sha256_implementation() -> str: ...
 
+@disjoint_base
 class PinSet:
     """Immutable pins ``(kind, algorithm, digest, positions)`` held in C arrays."""
 
-    def __init__(self, pins: Sequence[tuple[int, str, Buffer, int]]) -> None: ...
+    # Built in __cinit__ (Cython), which runs from __new__: one construction, never changed.
+    def __new__(cls, pins: Sequence[tuple[int, str, Buffer, int]]) -> Self: ...
     def __len__(self) -> int: ...
 
 def match_chain(

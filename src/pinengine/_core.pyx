@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True, freethreading_compatible=True
 """The compiled core of pinengine: strict DER walking, digests and pin matching.
 
 The contract is ext/CORE_SPEC.md; ``pinengine._core_py`` is the pure-Python
@@ -6,6 +6,14 @@ twin with the same API and the same decisions. The certificate walker is
 ext/der.c, the digests ext/sha*.c (ext/pe_hash.h); this module adds argument
 checking, error messages and the chain matcher, which runs without the GIL
 in ``match_chains``.
+
+It is declared free-threading compatible (``freethreading_compatible``: a
+free-threaded CPython keeps the GIL off when importing it): no module state
+changes after import (``pe_hash_init`` runs once, at import), a PinSet never
+changes after construction, and before the matcher lets go of the GIL it
+holds a reference to every certificate it will read (or a buffer view that
+pins it, or an immutable tuple or a copy that holds it); on a free-threaded
+build it copies a list chain before reading it.
 """
 
 import os as _os
@@ -13,8 +21,11 @@ import os as _os
 from libc.stdint cimport uint8_t
 from libc.string cimport memcmp, memcpy, memset
 from cpython.buffer cimport PyObject_CheckBuffer, PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
+from cpython.list cimport PyList_New, PyList_SET_ITEM, PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawRealloc, PyMem_RawFree
+from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 
 from pinengine._errors import CertificateParseError
 from pinengine._types import (
@@ -44,6 +55,23 @@ cdef extern from "pe_hash.h" nogil:
     int pe_sha256_with(const char *name, const uint8_t *data, size_t len, uint8_t *out)
 
 
+cdef extern from *:
+    """
+    #ifdef Py_GIL_DISABLED
+    #define PE_GIL_DISABLED 1
+    #else
+    #define PE_GIL_DISABLED 0
+    #endif
+    """
+    # 1 on a free-threaded CPython build (no GIL), else 0.
+    bint PE_GIL_DISABLED
+
+
+cdef extern from "Python.h":
+    void PyObject_GC_Track(PyObject *op)
+    void PyObject_GC_UnTrack(PyObject *op)
+
+
 cdef extern from "pe_der.h" nogil:
     enum:
         PE_DER_OK
@@ -60,6 +88,8 @@ cdef extern from "pe_der.h" nogil:
         pe_span spki_tlv
         int version
     int pe_der_parse_cert(const uint8_t *buf, size_t len, pe_cert *out, size_t *err_off)
+    int pe_der_parse_cert_spki_sha256(const uint8_t *buf, size_t len, pe_cert *out, uint8_t *spki_sha256,
+                                      size_t *err_off)
     int pe_der_validate_spki(const uint8_t *buf, size_t len, size_t *err_off)
     const char *pe_der_strerror(int code)
 
@@ -106,6 +136,10 @@ if (KIND_SPKI, KIND_CERT, POS_LEAF, POS_INTERMEDIATE, POS_ROOT, POS_ANY) != (
 # algorithm name -> (pe_hash id, index 0..3 used for the per-certificate digest cache)
 _ALG_IDS = {"sha1": (PE_SHA1, 0), "sha256": (PE_SHA256, 1), "sha384": (PE_SHA384, 2), "sha512": (PE_SHA512, 3)}
 
+# The digest cache slot (kind * 4 + algorithm index) of an SPKI SHA-256 pin.
+cdef enum:
+    _SLOT_SPKI_SHA256 = _KIND_SPKI * 4 + 1
+
 # A single bytes-like object or str is refused where a sequence (of pins,
 # certificates or jobs) is expected, even though it is iterable.
 _NOT_A_SEQUENCE = (str, bytes, bytearray, memoryview)
@@ -131,14 +165,6 @@ cdef int _get_view(object obj, Py_buffer *view) except -1:
     except BufferError:
         PyObject_GetBuffer(memoryview(obj).tobytes(), view, PyBUF_SIMPLE)
     return 0
-
-
-cdef int _get_cert_view(object obj, Py_buffer *view, Py_ssize_t index, Py_ssize_t job) except -1:
-    """_get_view for a chain element, naming it in the TypeError."""
-    if not PyObject_CheckBuffer(obj):
-        where = f"certificate {index}" if job < 0 else f"job {job}: certificate {index}"
-        raise TypeError(f"{where}: a bytes-like object is required, not {type(obj).__name__!r}")
-    return _get_view(obj, view)
 
 
 cdef int _alg(object algorithm, int *index=NULL) except -1:
@@ -192,15 +218,38 @@ cdef bytes _digest_of(int alg, const uint8_t *data, size_t length):
 
 cdef bytes _cert_digest(object der, int alg, bint spki):
     cdef Py_buffer view
+    cdef bint have_view = False
     cdef pe_cert cert
-    _get_view(der, &view)
+    cdef const uint8_t *buf
+    cdef size_t n, off = 0
+    cdef int rc
+    cdef uint8_t out[32]
+    if PyBytes_CheckExact(der):
+        # An exact bytes object is immutable and our caller's reference keeps
+        # it alive for the whole call: no buffer needed.
+        buf = <const uint8_t *>PyBytes_AS_STRING(der)
+        n = <size_t>PyBytes_GET_SIZE(der)
+    else:
+        _get_view(der, &view)
+        have_view = True
+        buf = <const uint8_t *>view.buf
+        n = <size_t>view.len
     try:
-        _parse_view(&view, &cert)
+        if spki and alg == PE_SHA256 and <Py_ssize_t>n < _NOGIL_HASH_MIN:
+            # The usual pin: walk and hash in one call (pe_der.h).
+            rc = pe_der_parse_cert_spki_sha256(buf, n, &cert, out, &off)
+            if rc != PE_DER_OK:
+                raise _cert_error(rc, off, -1)
+            return PyBytes_FromStringAndSize(<const char *>out, 32)
+        rc = pe_der_parse_cert(buf, n, &cert, &off)
+        if rc != PE_DER_OK:
+            raise _cert_error(rc, off, -1)
         if spki:
-            return _digest_of(alg, <const uint8_t *>view.buf + cert.spki_tlv.off, cert.spki_tlv.len)
-        return _digest_of(alg, <const uint8_t *>view.buf, <size_t>view.len)
+            return _digest_of(alg, buf + cert.spki_tlv.off, cert.spki_tlv.len)
+        return _digest_of(alg, buf, n)
     finally:
-        PyBuffer_Release(&view)
+        if have_view:
+            PyBuffer_Release(&view)
 
 
 # ---------------------------------------------------------------- digests and parsing
@@ -209,6 +258,8 @@ def hash_bytes(data, algorithm):
     """Digest of data (any bytes-like object) with algorithm ("sha1", "sha256", "sha384", "sha512")."""
     cdef int alg = _alg(algorithm)
     cdef Py_buffer view
+    if PyBytes_CheckExact(data):  # immutable, and our caller keeps it alive: no buffer needed
+        return _digest_of(alg, <const uint8_t *>PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data))
     _get_view(data, &view)
     try:
         return _digest_of(alg, <const uint8_t *>view.buf, <size_t>view.len)
@@ -420,49 +471,69 @@ cdef enum:
     _JOB_HASH = 4
 
 ctypedef struct pe_job:
-    const pe_ref *certs      # this job's certificates, leaf first
+    Py_ssize_t first         # its certificates (leaf first): refs[first:first + ncerts] of the pe_setup
     Py_ssize_t ncerts
     const pe_pin *pins
     Py_ssize_t npins
-    int verified
     int status               # _JOB_*
-    Py_ssize_t err_index     # certificate that failed to parse
-    int err_code             # its pe_der error code
-    size_t err_off           # and offset
-    Py_ssize_t *matches      # (i, j) pairs, flattened; PyMem_Raw* memory
+    int err_code             # pe_der error code of the certificate that failed to parse
+    Py_ssize_t err_index     # and its index
+    size_t err_off           # and the offset
+    Py_ssize_t mfirst        # its (i, j) matches: pairs mfirst .. mfirst + nmatches - 1 of the pe_matches
     Py_ssize_t nmatches
+
+# The (i, j) matches of every job of one call, one after the other (the jobs
+# run in order): one growing PyMem_Raw* array instead of one per job.
+ctypedef struct pe_matches:
+    Py_ssize_t *pairs        # i, j, i, j, ...
+    Py_ssize_t n             # pairs in use
     Py_ssize_t cap
 
 
-cdef int _add_match(pe_job *job, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
+cdef int _add_match(pe_matches *m, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
     cdef Py_ssize_t newcap
     cdef Py_ssize_t *grown
-    if job.nmatches == job.cap:
-        newcap = 8 if job.cap == 0 else job.cap * 2
+    if m.n == m.cap:
+        newcap = 64 if m.cap == 0 else m.cap * 2
         if <size_t>newcap > (<size_t>-1) // (2 * sizeof(Py_ssize_t)):
             return -1
-        grown = <Py_ssize_t *>PyMem_RawRealloc(job.matches, <size_t>newcap * 2 * sizeof(Py_ssize_t))
+        grown = <Py_ssize_t *>PyMem_RawRealloc(m.pairs, <size_t>newcap * 2 * sizeof(Py_ssize_t))
         if grown == NULL:
             return -1
-        job.matches = grown
-        job.cap = newcap
-    job.matches[2 * job.nmatches] = i
-    job.matches[2 * job.nmatches + 1] = j
-    job.nmatches += 1
+        m.pairs = grown
+        m.cap = newcap
+    m.pairs[2 * m.n] = i
+    m.pairs[2 * m.n + 1] = j
+    m.n += 1
     return 0
 
 
-cdef void _run_job(pe_job *job) noexcept nogil:
-    """Walk every certificate of the job, hash what the pins need, record (i, j) matches.
+cdef inline bint _same_digest(const uint8_t *a, const uint8_t *b, size_t n) noexcept nogil:
+    # Constant sizes let the C compiler compare inline instead of calling memcmp.
+    if n == 32:
+        return memcmp(a, b, 32) == 0
+    if n == 20:
+        return memcmp(a, b, 20) == 0
+    if n == 48:
+        return memcmp(a, b, 48) == 0
+    if n == 64:
+        return memcmp(a, b, 64) == 0
+    return memcmp(a, b, n) == 0
+
+
+cdef void _run_job(pe_job *job, const pe_ref *refs, pe_matches *m, bint verified) noexcept nogil:
+    """Walk every certificate of the job, hash what the pins need, record (i, j) matches in m.
 
     No Python API: runs with or without the GIL. Each (kind, algorithm)
     digest of a certificate is computed at most once, and only if a pin
     considered for that certificate's position needs it.
     """
     cdef Py_ssize_t i, j, n = job.ncerts
+    cdef const pe_ref *certs = refs + job.first if n > 0 else NULL
     cdef pe_cert cert
     cdef size_t off = 0
     cdef int rc, pos
+    cdef bint considered, spki256
     cdef unsigned int done
     cdef uint8_t digests[8][PE_MAX_DIGEST]
     cdef const pe_pin *pin
@@ -470,56 +541,120 @@ cdef void _run_job(pe_job *job) noexcept nogil:
     cdef size_t dlen
 
     job.status = _JOB_OK
+    job.mfirst = m.n
     job.nmatches = 0
     if n == 0:
         job.status = _JOB_EMPTY
         return
     for i in range(n):
-        rc = pe_der_parse_cert(job.certs[i].buf, job.certs[i].len, &cert, &off)
-        if rc != PE_DER_OK:
-            job.status = _JOB_PARSE
-            job.err_index = i
-            job.err_code = rc
-            job.err_off = off
-            job.nmatches = 0
-            return
-        if i != 0 and not job.verified:
-            continue  # still parsed: every certificate of the chain must be well-formed
+        # Every certificate of the chain is parsed (it must be well-formed);
+        # only the leaf is considered for matching when not verified.
+        considered = i == 0 or verified
         if i == 0:
             pos = _POS_LEAF
         elif i == n - 1:
             pos = _POS_ROOT
         else:
             pos = _POS_INTERMEDIATE
+        # Does a pin considered here want the SPKI's SHA-256 (the usual pin)?
+        # Then the walk and that digest go in one call (pe_der.h).
+        spki256 = False
+        if considered:
+            for j in range(job.npins):
+                if (job.pins[j].positions & pos) and job.pins[j].slot == _SLOT_SPKI_SHA256:
+                    spki256 = True
+                    break
         done = 0
+        if spki256:
+            rc = pe_der_parse_cert_spki_sha256(certs[i].buf, certs[i].len, &cert, digests[_SLOT_SPKI_SHA256], &off)
+            done = 1u << _SLOT_SPKI_SHA256
+        else:
+            rc = pe_der_parse_cert(certs[i].buf, certs[i].len, &cert, &off)
+        if rc != PE_DER_OK:
+            job.status = _JOB_PARSE
+            job.err_index = i
+            job.err_code = rc
+            job.err_off = off
+            m.n = job.mfirst  # drop this job's matches
+            return
+        if not considered:
+            continue
         for j in range(job.npins):
             pin = &job.pins[j]
             if not (pin.positions & pos):
                 continue
             if not (done & (1u << pin.slot)):
                 if pin.kind == _KIND_SPKI:
-                    data = job.certs[i].buf + cert.spki_tlv.off
+                    data = certs[i].buf + cert.spki_tlv.off
                     dlen = cert.spki_tlv.len
                 else:
-                    data = job.certs[i].buf
-                    dlen = job.certs[i].len
+                    data = certs[i].buf
+                    dlen = certs[i].len
                 if pe_hash(pin.alg, data, dlen, digests[pin.slot]) != 0:
                     job.status = _JOB_HASH
-                    job.nmatches = 0
+                    m.n = job.mfirst
                     return
                 done |= 1u << pin.slot
-            if memcmp(digests[pin.slot], pin.digest, pin.dlen) == 0:
-                if _add_match(job, i, j) != 0:
+            if _same_digest(digests[pin.slot], pin.digest, pin.dlen):
+                if _add_match(m, i, j) != 0:
                     job.status = _JOB_NOMEM
-                    job.nmatches = 0
+                    m.n = job.mfirst
                     return
+    job.nmatches = m.n - job.mfirst
 
 
-cdef object _job_result(pe_job *job):
-    """The job's list of (i, j), or a CertificateParseError instance; raises for internal failures."""
-    cdef Py_ssize_t k
+# Results are lists of (i, j) tuples. Tuples are immutable, so the common
+# small pairs are built once here and shared by every result: a result list
+# then costs one allocation (the list, which must be fresh: callers may change
+# it), not one per match. Fewer new container objects also means fewer runs
+# of the cyclic garbage collector while the GIL is held.
+cdef enum:
+    _PAIR_I = 8
+    _PAIR_J = 64
+
+# A C-level global (not reachable from Python, so it cannot be rebound) holds
+# the tuples; _pair_cache borrows them. Neither changes after import.
+cdef tuple _pairs = tuple([tuple([(i, j) for j in range(_PAIR_J)]) for i in range(_PAIR_I)])
+cdef PyObject *_pair_cache[_PAIR_I][_PAIR_J]
+
+
+cdef int _init_pairs() except -1:
+    cdef Py_ssize_t i, j
+    for i in range(_PAIR_I):
+        row = _pairs[i]
+        for j in range(_PAIR_J):
+            _pair_cache[i][j] = PyTuple_GET_ITEM(row, j)
+    return 0
+
+
+_init_pairs()
+
+
+cdef inline object _job_result(const pe_job *job, const pe_matches *m, bint untracked):
+    """The job's list of (i, j), or a CertificateParseError instance; raises for internal failures.
+
+    untracked: the new list is left out of the cyclic garbage collector's
+    bookkeeping; the caller must hand it back (PyObject_GC_Track) before
+    anything but itself can see the list.
+    """
+    cdef Py_ssize_t k, i, j
+    cdef const Py_ssize_t *pairs
+    cdef list out
     if job.status == _JOB_OK:
-        return [(job.matches[2 * k], job.matches[2 * k + 1]) for k in range(job.nmatches)]
+        out = PyList_New(job.nmatches)
+        if untracked:
+            PyObject_GC_UnTrack(<PyObject *>out)
+        pairs = m.pairs + 2 * job.mfirst if job.nmatches > 0 else NULL
+        for k in range(job.nmatches):
+            i = pairs[2 * k]
+            j = pairs[2 * k + 1]
+            if i < _PAIR_I and j < _PAIR_J:
+                pair = <object>_pair_cache[i][j]
+            else:
+                pair = (i, j)
+            Py_INCREF(pair)  # PyList_SET_ITEM steals a reference
+            PyList_SET_ITEM(out, k, pair)
+        return out
     if job.status == _JOB_PARSE:
         return _cert_error(job.err_code, job.err_off, job.err_index)
     if job.status == _JOB_EMPTY:
@@ -527,6 +662,165 @@ cdef object _job_result(pe_job *job):
     if job.status == _JOB_NOMEM:
         raise MemoryError()
     raise RuntimeError("pe_hash failed")
+
+
+# ---- collecting the certificates of the jobs, under the GIL
+#
+# What the GIL-free part reads must stay alive and unchanged until it ends:
+# the certificate bytes and the PinSets (immutable once built). Tuples and
+# lists are not copied; instead, for each certificate one of:
+#   - an exact bytes object reached only through immutable links from a
+#     reference we hold (our list of jobs -> job tuple -> chain tuple ->
+#     bytes): nothing to do, nobody can drop or change it;
+#   - an exact bytes object reached through a list (another thread could
+#     replace the element while the GIL is released): one strong reference;
+#   - any other bytes-like object: a buffer (Py_buffer), which holds a
+#     reference and keeps a bytearray from being resized.
+# A list chain is indexed while the GIL is held, with a fresh bounds check on
+# every step. On a free-threaded build no lock keeps another thread from
+# changing the list meanwhile, so there it is copied first (one tuple per
+# job, as for any sequence that is neither a tuple nor a list). All the rest
+# lives in plain C memory: no Python object is created per job.
+
+cdef extern from "Python.h":
+    # The same macros as cpython.bytes declares, on a borrowed PyObject *:
+    # no reference counting around each certificate of a tuple.
+    bint _bytes_check_exact "PyBytes_CheckExact"(PyObject *o)
+    char *_bytes_as_string "PyBytes_AS_STRING"(PyObject *o)
+    Py_ssize_t _bytes_size "PyBytes_GET_SIZE"(PyObject *o)
+
+ctypedef struct pe_setup:
+    pe_ref *refs             # every certificate of every job, in order
+    Py_ssize_t nrefs
+    Py_ssize_t caprefs
+    PyObject **keep          # strong references, dropped at the end
+    Py_ssize_t nkeep
+    Py_ssize_t capkeep
+    Py_buffer **views        # acquired buffers (each its own allocation, never moved), released at the end
+    Py_ssize_t nviews
+    Py_ssize_t capviews
+
+
+cdef int _grow(void **array, Py_ssize_t *cap, Py_ssize_t need, size_t size) except -1:
+    """Grow a PyMem_Raw* array to hold at least need entries (doubling, 16 at least)."""
+    cdef Py_ssize_t newcap = cap[0] * 2 if cap[0] > 0 else 16
+    cdef void *p
+    if newcap < need:
+        newcap = need
+    if newcap < 0 or <size_t>newcap > (<size_t>-1) // size:
+        raise MemoryError()
+    p = PyMem_RawRealloc(array[0], <size_t>newcap * size)
+    if p == NULL:
+        raise MemoryError()
+    array[0] = p
+    cap[0] = newcap
+    return 0
+
+
+cdef inline int _keep(pe_setup *s, object obj) except -1:
+    if s.nkeep == s.capkeep:
+        _grow(<void **>&s.keep, &s.capkeep, s.nkeep + 1, sizeof(PyObject *))
+    Py_INCREF(obj)
+    s.keep[s.nkeep] = <PyObject *>obj
+    s.nkeep += 1
+    return 0
+
+
+cdef int _add_cert(pe_setup *s, object cert, bint pinned, Py_ssize_t index, Py_ssize_t job) except -1:
+    """Append cert's bytes to s.refs; pinned: an exact bytes object there cannot change or go away."""
+    cdef Py_buffer *view
+    cdef pe_ref *ref
+    if s.nrefs == s.caprefs:
+        _grow(<void **>&s.refs, &s.caprefs, s.nrefs + 1, sizeof(pe_ref))
+    ref = &s.refs[s.nrefs]
+    if PyBytes_CheckExact(cert):
+        if not pinned:
+            _keep(s, cert)
+        ref.buf = <const uint8_t *>PyBytes_AS_STRING(cert)
+        ref.len = <size_t>PyBytes_GET_SIZE(cert)
+    else:
+        if not PyObject_CheckBuffer(cert):
+            where = f"certificate {index}" if job < 0 else f"job {job}: certificate {index}"
+            raise TypeError(f"{where}: a bytes-like object is required, not {type(cert).__name__!r}")
+        if s.nviews == s.capviews:
+            _grow(<void **>&s.views, &s.capviews, s.nviews + 1, sizeof(Py_buffer *))
+        view = <Py_buffer *>PyMem_RawMalloc(sizeof(Py_buffer))
+        if view == NULL:
+            raise MemoryError()
+        try:
+            _get_view(cert, view)
+        except BaseException:
+            PyMem_RawFree(view)
+            raise
+        s.views[s.nviews] = view
+        s.nviews += 1
+        ref.buf = <const uint8_t *>view.buf
+        ref.len = <size_t>view.len
+    s.nrefs += 1
+    return 0
+
+
+cdef Py_ssize_t _add_chain(pe_setup *s, object chain, bint pinned, Py_ssize_t job) except -1:
+    """Append the certificates of chain (leaf first) to s.refs; returns how many.
+
+    pinned: something we hold keeps chain itself alive (our list of jobs, a
+    job tuple, or our caller's reference for the whole call).
+    """
+    cdef Py_ssize_t c, n
+    cdef PyObject *item
+    cdef pe_ref *ref
+    if type(chain) is tuple:
+        if not pinned:
+            _keep(s, chain)  # its elements then stay put too
+    elif type(chain) is list and not PE_GIL_DISABLED:
+        # Our caller's reference keeps the list alive while we read it here.
+        c = 0
+        while c < PyList_GET_SIZE(chain):  # re-read: never index past the end
+            _add_cert(s, <object>PyList_GET_ITEM(chain, c), False, c, job)
+            c += 1
+        return c
+    elif isinstance(chain, _NOT_A_SEQUENCE):
+        where = "chain" if job < 0 else f"job {job}: chain"
+        raise TypeError(f"{where} must be a sequence of certificates, not {type(chain).__name__!r}")
+    else:
+        # Any other sequence (and a list on a free-threaded build): our own
+        # tuple of its elements, held until the end.
+        chain = tuple(chain)
+        _keep(s, chain)
+    n = PyTuple_GET_SIZE(chain)
+    if n > s.caprefs - s.nrefs:
+        _grow(<void **>&s.refs, &s.caprefs, s.nrefs + n, sizeof(pe_ref))
+    for c in range(n):
+        item = PyTuple_GET_ITEM(chain, c)
+        if _bytes_check_exact(item):  # the common case, inline
+            ref = &s.refs[s.nrefs]
+            ref.buf = <const uint8_t *>_bytes_as_string(item)
+            ref.len = <size_t>_bytes_size(item)
+            s.nrefs += 1
+        else:
+            _add_cert(s, <object>item, True, c, job)
+    return n
+
+
+cdef void _clear_setup(pe_setup *s) noexcept:
+    """Release the buffers and references s holds and forget its certificates; keep its arrays."""
+    cdef Py_ssize_t k
+    for k in range(s.nviews):
+        PyBuffer_Release(s.views[k])
+        PyMem_RawFree(s.views[k])
+    s.nviews = 0
+    for k in range(s.nkeep):
+        Py_DECREF(<object>s.keep[k])
+    s.nkeep = 0
+    s.nrefs = 0
+
+
+cdef void _release_setup(pe_setup *s) noexcept:
+    _clear_setup(s)
+    PyMem_RawFree(s.views)
+    PyMem_RawFree(s.keep)
+    PyMem_RawFree(s.refs)
+    memset(s, 0, sizeof(pe_setup))
 
 
 cdef void *_alloc_array(Py_ssize_t count, size_t size) except NULL:
@@ -539,48 +833,37 @@ cdef void *_alloc_array(Py_ssize_t count, size_t size) except NULL:
     return p
 
 
-cdef list _chain_list(object chain, Py_ssize_t job):
-    """Our own list of the chain's elements (so nobody can change it under us)."""
-    if isinstance(chain, _NOT_A_SEQUENCE):
-        where = "chain" if job < 0 else f"job {job}: chain"
-        raise TypeError(f"{where} must be a sequence of certificates, not {type(chain).__name__!r}")
-    return list(chain)
-
-
 def match_chain(chain, PinSet pinset not None, bint verified=True):
     """(i, j) for every considered certificate i of chain (leaf first) matching pin j of pinset."""
-    cdef list certs = _chain_list(chain, -1)
-    cdef Py_ssize_t n = len(certs), k, acquired = 0
-    cdef Py_buffer *views = NULL
-    cdef pe_ref *refs = NULL
+    cdef pe_setup s
+    cdef pe_matches m
     cdef pe_job job
-    if n == 0:
-        raise CertificateParseError("empty chain")
+    memset(&s, 0, sizeof(s))
+    memset(&m, 0, sizeof(m))
     memset(&job, 0, sizeof(job))
     try:
-        views = <Py_buffer *>_alloc_array(n, sizeof(Py_buffer))
-        refs = <pe_ref *>_alloc_array(n, sizeof(pe_ref))
-        for k in range(n):
-            _get_cert_view(certs[k], &views[k], k, -1)
-            acquired += 1
-            refs[k].buf = <const uint8_t *>views[k].buf
-            refs[k].len = <size_t>views[k].len
-        job.certs = refs
-        job.ncerts = n
+        # chain is referenced by our caller's frame for the whole call
+        job.ncerts = _add_chain(&s, chain, True, -1)
+        if job.ncerts == 0:
+            raise CertificateParseError("empty chain")
         job.pins = pinset.pins
         job.npins = pinset.n
-        job.verified = verified
-        _run_job(&job)
-        result = _job_result(&job)
+        _run_job(&job, s.refs, &m, verified)
+        result = _job_result(&job, &m, False)
         if job.status != _JOB_OK:
             raise result
         return result
     finally:
-        for k in range(acquired):
-            PyBuffer_Release(&views[k])
-        PyMem_RawFree(job.matches)
-        PyMem_RawFree(refs)
-        PyMem_RawFree(views)
+        PyMem_RawFree(m.pairs)
+        _release_setup(&s)
+
+
+# match_chains takes its jobs in turns of this many: the set-up and the
+# results of a turn hold the GIL, the work does not. Short GIL-held stretches
+# let the threads calling match_chains at once interleave them with each
+# other's work, instead of one waiting for all of the other's set-up first.
+cdef enum:
+    _TURN = 256
 
 
 def match_chains(jobs, bint verified=True):
@@ -590,67 +873,89 @@ def match_chains(jobs, bint verified=True):
     its place; wrong types raise TypeError.
     """
     cdef list job_list
-    cdef Py_ssize_t njobs, total = 0, k, c, idx, acquired = 0
-    cdef list chains = []
-    cdef list pinsets = []
-    cdef list certs
-    cdef PinSet ps
-    cdef Py_buffer *views = NULL
-    cdef pe_ref *refs = NULL
+    cdef list results
+    cdef Py_ssize_t njobs, base, count, k
+    cdef pe_setup s
+    cdef pe_matches m
     cdef pe_job *work = NULL
+    cdef PinSet ps
+    cdef bint pinned
+    cdef PyObject *p
 
     if isinstance(jobs, _NOT_A_SEQUENCE):
         raise TypeError(f"jobs must be a sequence of (chain, PinSet) pairs, not {type(jobs).__name__!r}")
-    job_list = list(jobs)
+    job_list = list(jobs)  # ours: it keeps every job alive until we return
+    # Nobody else ever sees job_list, so it cannot be part of a reference
+    # cycle: keep it out of the cyclic garbage collector's bookkeeping, or
+    # every collection that our allocations trigger would traverse it.
+    PyObject_GC_UnTrack(<PyObject *>job_list)
     njobs = len(job_list)
 
-    # Under the GIL: check types and take our own references to everything.
-    for k in range(njobs):
-        job = job_list[k]
-        if not isinstance(job, (tuple, list)) or len(job) != 2:
-            raise TypeError(f"job {k}: expected a (chain, PinSet) pair, not {type(job).__name__!r}")
-        chain, pinset = job
-        if not isinstance(pinset, PinSet):
-            raise TypeError(f"job {k}: expected a pinengine._core.PinSet, not {type(pinset).__name__!r}")
-        certs = _chain_list(chain, k)
-        chains.append(certs)
-        pinsets.append(pinset)
-        total += len(certs)
-
+    # One fresh list per job (callers may change them). Their allocations
+    # trigger the cyclic garbage collector every few hundred lists; kept out
+    # of its bookkeeping until all are built, the results (the outer list and
+    # the new ones) are not traversed again and again by those collections,
+    # nor promoted to older generations on the way, which would bring full
+    # collections sooner. Nothing in them can be garbage meanwhile: they hold
+    # shared tuples of ints and error instances, and only this function can
+    # see them.
+    results = PyList_New(njobs)
+    PyObject_GC_UnTrack(<PyObject *>results)
+    memset(&s, 0, sizeof(s))
+    memset(&m, 0, sizeof(m))
     try:
-        work = <pe_job *>_alloc_array(njobs, sizeof(pe_job))
-        memset(work, 0, <size_t>(njobs if njobs > 0 else 1) * sizeof(pe_job))
-        views = <Py_buffer *>_alloc_array(total, sizeof(Py_buffer))
-        refs = <pe_ref *>_alloc_array(total, sizeof(pe_ref))
-        idx = 0
-        for k in range(njobs):
-            certs = chains[k]
-            ps = pinsets[k]
-            work[k].certs = refs + idx
-            work[k].ncerts = len(certs)
-            work[k].pins = ps.pins
-            work[k].npins = ps.n
-            work[k].verified = verified
-            for c in range(len(certs)):
-                _get_cert_view(certs[c], &views[idx], c, k)
-                acquired += 1
-                refs[idx].buf = <const uint8_t *>views[idx].buf
-                refs[idx].len = <size_t>views[idx].len
-                idx += 1
+        count = njobs if njobs < _TURN else _TURN
+        work = <pe_job *>_alloc_array(count, sizeof(pe_job))
+        _grow(<void **>&s.refs, &s.caprefs, 3 * count, sizeof(pe_ref))  # three certificates a job, to start with
+        for base in range(0, njobs, _TURN):
+            count = njobs - base if njobs - base < _TURN else _TURN
 
-        # Without the GIL: only C memory that the references above keep alive
-        # (PinSets are immutable; the Py_buffer views pin the certificate bytes).
-        with nogil:
-            for k in range(njobs):
-                _run_job(&work[k])
+            # Under the GIL: check types, find every certificate's bytes, and
+            # make sure they (and the PinSets) outlive the GIL-free part.
+            for k in range(count):
+                job = job_list[base + k]
+                if type(job) is tuple and PyTuple_GET_SIZE(job) == 2:
+                    # immutable and held by job_list: its chain and PinSet stay put
+                    chain = <object>PyTuple_GET_ITEM(job, 0)
+                    pinset = <object>PyTuple_GET_ITEM(job, 1)
+                    pinned = True
+                elif isinstance(job, (tuple, list)) and len(job) == 2:
+                    chain, pinset = job
+                    pinned = False
+                else:
+                    raise TypeError(f"job {base + k}: expected a (chain, PinSet) pair, not {type(job).__name__!r}")
+                if not isinstance(pinset, PinSet):
+                    raise TypeError(
+                        f"job {base + k}: expected a pinengine._core.PinSet, not {type(pinset).__name__!r}"
+                    )
+                ps = <PinSet>pinset
+                if not pinned:
+                    _keep(&s, ps)
+                work[k].first = s.nrefs
+                work[k].ncerts = _add_chain(&s, chain, pinned, base + k)
+                work[k].pins = ps.pins
+                work[k].npins = ps.n
 
-        return [_job_result(&work[k]) for k in range(njobs)]
+            # Without the GIL: only C memory that the references above keep alive.
+            m.n = 0
+            with nogil:
+                for k in range(count):
+                    _run_job(&work[k], s.refs, &m, verified)
+
+            for k in range(count):
+                item = _job_result(&work[k], &m, True)
+                Py_INCREF(item)  # PyList_SET_ITEM steals a reference
+                PyList_SET_ITEM(results, base + k, item)
+            _clear_setup(&s)
+        return results
     finally:
-        for k in range(acquired):
-            PyBuffer_Release(&views[k])
-        if work != NULL:
-            for k in range(njobs):
-                PyMem_RawFree(work[k].matches)
+        # The results are tracked again before anyone else can see them
+        # (PyList_New left the slots not filled yet NULL).
+        for k in range(njobs):
+            p = PyList_GET_ITEM(results, k)
+            if p != NULL and type(<object>p) is list:
+                PyObject_GC_Track(p)
+        PyObject_GC_Track(<PyObject *>results)
+        PyMem_RawFree(m.pairs)
         PyMem_RawFree(work)
-        PyMem_RawFree(refs)
-        PyMem_RawFree(views)
+        _release_setup(&s)

@@ -421,7 +421,7 @@ def _check_certificate(b: bytes) -> _Parts:
             raise _DerError("subjectUniqueID in a v1 certificate", kids[i][1])
         i += 1
     if i < nkids and kids[i][0] == _EXTENSIONS:
-        etag, epos, ecs, ece = kids[i]
+        _, epos, ecs, ece = kids[i]
         if version != 2:
             raise _DerError(f"extensions in a v{version + 1} certificate", epos)
         inner = _children(b, ecs, ece)
