@@ -655,7 +655,7 @@ int pe_der_parse_cert(const uint8_t *buf, size_t len, pe_cert *out, size_t *err_
  * one walk step after every four rounds (see PE_SHANI_SHA256), then the
  * rest of the walk, if any. Returns what walk_queue() would. */
 PE_TARGET_SHANI
-static int walk_queue_hashing(const uint8_t *buf, const pe_queue *q, const uint8_t *data, size_t len, uint8_t out[32],
+static int walk_queue_sha_ni(const uint8_t *buf, const pe_queue *q, const uint8_t *data, size_t len, uint8_t out[32],
                               size_t *err_off)
 {
     size_t ends[PE_DER_MAX_DEPTH];
@@ -708,7 +708,7 @@ int pe_der_parse_cert_spki_sha256(const uint8_t *buf, size_t len, pe_cert *out, 
     if (rc == PE_DER_OK) {
 #ifdef PE_HAVE_SHA256_X86
         if (pe__sha256_active_is_shani()) {
-            rc = walk_queue_hashing(buf, &q, buf + out->spki_tlv.off, out->spki_tlv.len, spki_sha256, &off);
+            rc = walk_queue_sha_ni(buf, &q, buf + out->spki_tlv.off, out->spki_tlv.len, spki_sha256, &off);
         } else
 #endif
         {
