@@ -45,6 +45,7 @@ class Result:
     findings: list[Path] = field(default_factory=list)
     returncode: int | None = None
     log: Path | None = None
+    started: float = 0.0
 
 
 def count(directory: Path) -> int:
@@ -64,7 +65,7 @@ def start(harness: str, args: argparse.Namespace, extra: list[str]) -> tuple[sub
         for p in seeds.iterdir():
             if p.is_file():
                 shutil.copyfile(p, corpus / p.name)
-    result = Result(harness, seeds=count(corpus), log=work / f"{harness}.log")
+    result = Result(harness, seeds=count(corpus), log=work / f"{harness}.log", started=time.monotonic())
     cmd = [
         sys.executable,
         str(HERE / f"fuzz_{harness}.py"),
@@ -73,6 +74,9 @@ def start(harness: str, args: argparse.Namespace, extra: list[str]) -> tuple[sub
         "-timeout=30",
         "-rss_limit_mb=6144",
         "-print_final_stats=1",
+        # Comparison operands guide mutation: finds an off-by-one in a C
+        # bound (a planted `> 8` for `> 7`) in seconds where plain coverage did not.
+        "-use_value_profile=1",
         f"-dict={HERE / 'dicts' / DICTS[harness]}",
         f"-artifact_prefix={artifacts}/",
         *extra,
@@ -92,10 +96,11 @@ def finish(proc: subprocess.Popen[bytes], result: Result, work: Path) -> None:
     result.returncode = proc.wait()
     assert result.log is not None
     text = result.log.read_text(errors="replace")
+    result.seconds = time.monotonic() - result.started
     m = re.search(r"Done (\d+) runs in (\d+) second", text)
     if m:
-        result.runs, result.seconds = int(m.group(1)), float(m.group(2))
-    else:
+        result.runs = int(m.group(1))
+    else:  # stopped by a finding: libFuzzer still prints its final stats
         m = re.search(r"stat::number_of_executed_units: (\d+)", text)
         result.runs = int(m.group(1)) if m else 0
     covs = re.findall(r"cov: (\d+) ft: (\d+)", text)
