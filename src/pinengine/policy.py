@@ -235,11 +235,6 @@ class VerificationResult:
         """Whether an entry covered the host."""
         return self.entry is not None
 
-    @property
-    def allowed(self) -> bool:
-        """Always True for a returned result (refusals raise); here for symmetry with batches."""
-        return True
-
 
 def _role(index: int, length: int) -> str:
     if index == 0:
