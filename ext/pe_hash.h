@@ -64,6 +64,44 @@ int pe_sha256_with(const char *name, const uint8_t *data, size_t len, uint8_t ou
 #  endif
 #endif
 
+#include <string.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#  define PE_ALWAYS_INLINE static inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#  define PE_ALWAYS_INLINE static __forceinline
+#else
+#  define PE_ALWAYS_INLINE static
+#endif
+
+/* The padded end of a len-byte message (FIPS 180-4 section 5.1), shared by
+ * SHA-1, SHA-256 (every path) and SHA-384/512: its last len % block bytes,
+ * 0x80, zeros and the length in bits, big-endian, in the last len_field bytes
+ * (8 with 64-byte blocks, 16 with 128-byte blocks) of tail[0..block) or, when
+ * the length does not fit after the 0x80 byte, of tail[0..2 * block). Returns
+ * the number of blocks written, 1 or 2; tail holds 2 * block bytes. The bit
+ * count is computed in 64 bits (the shift comes after the widening, so a
+ * 32-bit size_t cannot overflow); a 16-byte field gets the bits shifted out
+ * of the low word in its high word. data may be NULL when len is 0.
+ * Inline, so that the constant block sizes fold away. */
+PE_ALWAYS_INLINE size_t pe__md_tail(const uint8_t *data, size_t len, size_t block, size_t len_field,
+                                     uint8_t *tail)
+{
+    size_t rem = len % block, blocks = rem < block - len_field ? 1 : 2, end, i;
+    uint64_t low = (uint64_t)len << 3, high = (uint64_t)len >> 61;
+    memset(tail, 0, 2 * block);
+    if (rem)
+        memcpy(tail, data + (len - rem), rem);
+    tail[rem] = 0x80;
+    end = blocks * block;
+    for (i = 0; i < 8; i++)
+        tail[end - 1 - i] = (uint8_t)(low >> (8 * i));
+    if (len_field == 16)
+        for (i = 0; i < 8; i++)
+            tail[end - 9 - i] = (uint8_t)(high >> (8 * i));
+    return blocks;
+}
+
 /* Compress nblocks consecutive 64-byte blocks at data into state[8]. */
 typedef void (*pe_sha256_blocks_fn)(uint32_t state[8], const uint8_t *data, size_t nblocks);
 
@@ -156,25 +194,6 @@ void pe__sha256(const uint8_t *data, size_t len, uint8_t out[32]);
         _mm_add_epi32(_mm_sha256msg1_epu32((w0), (w1)), _mm_alignr_epi8((w3), (w2), 4)), \
         (w3))
 
-/* The padded end of a len-byte message: its last len % 64 bytes, 0x80,
- * zeros and the length in bits, in tail[0..64) or, when the 8-byte length
- * does not fit after the 0x80 byte, tail[0..128). Returns 1 or 2 (blocks).
- * data may be NULL when len is 0. */
-PE_SHANI_INLINE size_t pe__sha256_tail(const uint8_t *data, size_t len, uint8_t tail[128])
-{
-    size_t rem = len % 64, blocks = rem < 56 ? 1 : 2, i;
-    /* Modulo 2^64 as the standard says; the cast first, so that a 32-bit
-     * size_t cannot overflow. */
-    uint64_t bits = (uint64_t)len << 3;
-    memset(tail, 0, 128);
-    if (rem)
-        memcpy(tail, data + (len - rem), rem);
-    tail[rem] = 0x80;
-    for (i = 0; i < 8; i++)
-        tail[blocks * 64 - 1 - i] = (uint8_t)(bits >> (8 * i));
-    return blocks;
-}
-
 /* The digest, out of the registers: [f e b a], [h g d c] -> a b c d e f g h,
  * each word big-endian. */
 PE_TARGET_SHANI
@@ -204,7 +223,7 @@ PE_SHANI_INLINE void pe__shani_store(__m128i abef, __m128i cdgh, uint8_t out[32]
         __m128i tail_[8];                                                                              \
         const uint8_t *p_ = (data);                                                                    \
         size_t n_ = (len) / 64, pass_;                                                                 \
-        size_t tail_blocks_ = pe__sha256_tail(p_, (len), (uint8_t *)tail_);                            \
+        size_t tail_blocks_ = pe__md_tail(p_, (len), 64, 8, (uint8_t *)tail_);                            \
         for (pass_ = 0; pass_ < 2; pass_++) {                                                          \
             for (; n_ > 0; n_--, p_ += 64) {                                                           \
                 const __m128i abef0_ = abef_, cdgh0_ = cdgh_;                                          \

@@ -64,22 +64,13 @@ static void sha1_blocks(uint32_t state[5], const uint8_t *data, size_t nblocks)
 void pe__sha1(const uint8_t *data, size_t len, uint8_t out[20])
 {
     uint32_t state[5] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0};
-    uint8_t tail[128]; /* last partial block plus padding: one or two blocks */
-    size_t full = len / 64, rem = len % 64, tail_len;
-    uint64_t bits = (uint64_t)len << 3; /* widened first: 32-bit size_t safe */
+    uint8_t tail[128];
+    size_t full = len / 64;
     int i;
 
     if (full) /* data may be NULL when len is 0 */
         sha1_blocks(state, data, full);
-
-    if (rem)
-        memcpy(tail, data + full * 64, rem);
-    tail[rem] = 0x80;
-    tail_len = rem < 56 ? 64 : 128;
-    memset(tail + rem + 1, 0, tail_len - 8 - (rem + 1));
-    for (i = 0; i < 8; i++)
-        tail[tail_len - 1 - i] = (uint8_t)(bits >> (8 * i));
-    sha1_blocks(state, tail, tail_len / 64);
+    sha1_blocks(state, tail, pe__md_tail(data, len, 64, 8, tail));
 
     for (i = 0; i < 5; i++) {
         out[4 * i + 0] = (uint8_t)(state[i] >> 24);

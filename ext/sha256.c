@@ -108,11 +108,8 @@ void pe__sha256_blocks_portable(uint32_t state[8], const uint8_t *data, size_t n
 void pe__sha256_run(pe_sha256_blocks_fn blocks, const uint8_t *data, size_t len, uint8_t out[32])
 {
     uint32_t state[8];
-    uint8_t tail[128]; /* the last partial block plus padding: one or two blocks */
-    size_t full = len / 64, rem = len % 64, tail_len;
-    /* Message length in bits, modulo 2^64 as the standard defines it. The
-     * cast comes first so that a 32-bit size_t cannot overflow. */
-    uint64_t bits = (uint64_t)len << 3;
+    uint8_t tail[128];
+    size_t full = len / 64;
     int i;
 
     memcpy(state, sha256_iv, sizeof state);
@@ -120,17 +117,7 @@ void pe__sha256_run(pe_sha256_blocks_fn blocks, const uint8_t *data, size_t len,
      * len is 0, so it is neither offset nor read then. */
     if (full)
         blocks(state, data, full);
-
-    if (rem)
-        memcpy(tail, data + full * 64, rem);
-    tail[rem] = 0x80;
-    /* The 8-byte length must fit after the 0x80 byte in this block, or the
-     * padding spills into a second one. */
-    tail_len = rem < 56 ? 64 : 128;
-    memset(tail + rem + 1, 0, tail_len - 8 - (rem + 1));
-    for (i = 0; i < 8; i++)
-        tail[tail_len - 1 - i] = (uint8_t)(bits >> (8 * i));
-    blocks(state, tail, tail_len / 64);
+    blocks(state, tail, pe__md_tail(data, len, 64, 8, tail));
 
     for (i = 0; i < 8; i++)
         store_be32(out + 4 * i, state[i]);

@@ -124,27 +124,15 @@ static void sha512_run(const uint64_t iv[8], const uint8_t *data, size_t len, ui
                        size_t out_len)
 {
     uint64_t state[8];
-    uint8_t tail[256]; /* last partial block plus padding: one or two blocks */
+    uint8_t tail[256];
     uint8_t full_out[64];
-    size_t full = len / 128, rem = len % 128, tail_len;
+    size_t full = len / 128;
     int i;
 
     memcpy(state, iv, sizeof state);
     if (full) /* data may be NULL when len is 0 */
         sha512_blocks(state, data, full);
-
-    if (rem)
-        memcpy(tail, data + full * 128, rem);
-    tail[rem] = 0x80;
-    /* The length field is 16 bytes here (a 128-bit bit count). */
-    tail_len = rem < 112 ? 128 : 256;
-    memset(tail + rem + 1, 0, tail_len - 16 - (rem + 1));
-    /* Bit count = len * 8 as a 128-bit big-endian number: the high word gets
-     * the three bits shifted out of the low one. size_t is widened first so
-     * the shifts are defined for a 32-bit size_t too. */
-    store_be64(tail + tail_len - 16, (uint64_t)len >> 61);
-    store_be64(tail + tail_len - 8, (uint64_t)len << 3);
-    sha512_blocks(state, tail, tail_len / 128);
+    sha512_blocks(state, tail, pe__md_tail(data, len, 128, 16, tail));
 
     for (i = 0; i < 8; i++)
         store_be64(full_out + 8 * i, state[i]);
