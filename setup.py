@@ -13,6 +13,11 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
+try:  # setuptools >= 70.1 (pyproject.toml asks for >= 77)
+    from setuptools.command.bdist_wheel import bdist_wheel
+except ImportError:  # an older setuptools in a build without isolation
+    from wheel.bdist_wheel import bdist_wheel  # type: ignore[no-redef]
+
 WARNING = (
     "\n*** pinengine: the compiled core could not be built ({}).\n"
     "*** Installing the pure-Python backend instead: same API and results, slower.\n"
@@ -21,6 +26,11 @@ WARNING = (
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0")
+
+
+# Set when the compiled core was given up during this build: the wheel then
+# holds only Python and is tagged as such (py3-none-any), not for this platform.
+_fell_back = False
 
 
 class OptionalBuildExt(build_ext):
@@ -39,9 +49,24 @@ class OptionalBuildExt(build_ext):
             self._fallback(exc)
 
     def _fallback(self, exc: BaseException) -> None:
+        global _fell_back
         if _env_flag("PINENGINE_REQUIRE_EXTENSIONS"):
             raise exc
+        _fell_back = True
         sys.stderr.write(WARNING.format(exc))
+
+
+class PureIfFellBack(bdist_wheel):
+    """bdist_wheel that tags the wheel pure when the compiled core was not built.
+
+    The tag is chosen after the build ran (``get_tag`` is called once the files
+    are in place); the files sit at the root of the wheel either way.
+    """
+
+    def get_tag(self) -> tuple[str, str, str]:
+        if _fell_back:
+            self.root_is_pure = True
+        return super().get_tag()
 
 
 def _extensions() -> list[Extension]:
@@ -50,6 +75,8 @@ def _extensions() -> list[Extension]:
     try:
         from Cython.Build import cythonize
     except ImportError:
+        if _env_flag("PINENGINE_REQUIRE_EXTENSIONS"):
+            raise SystemExit("pinengine: PINENGINE_REQUIRE_EXTENSIONS is set and Cython is not installed") from None
         sys.stderr.write(WARNING.format("Cython is not installed"))
         return []
     compile_args: list[str] = []
@@ -76,4 +103,4 @@ def _extensions() -> list[Extension]:
         return []
 
 
-setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})
+setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt, "bdist_wheel": PureIfFellBack})
