@@ -852,7 +852,8 @@ class PinPolicy:
         if extra:
             message += "\n" + extra
         if entry is not None and entry.mode == REPORT_ONLY:
-            log.warning("report-only pin violation (connection allowed): %s", message)
+            # Logged once, by the reporter (the default one logs on
+            # pinengine.reports); the full message is on the result.
             return VerificationResult(name, "report-only", entry, matches, verified, blocked, message)
         return VerificationResult(name, "mismatch", entry, matches, verified, blocked, message)
 
