@@ -84,7 +84,7 @@ def _pins(chain: Any) -> list[str]:
 
 @pytest.mark.benchmark(group=GROUP)
 def test_handshake_plain(benchmark: Any, setup: Any) -> None:
-    server, chain, cafile = setup
+    server, _chain, cafile = setup
     ctx = ssl.create_default_context(cafile=cafile)
     benchmark.extra_info["items"] = 1
     benchmark.pedantic(_handshake, args=(ctx, server.port), rounds=300, warmup_rounds=20)

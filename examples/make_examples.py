@@ -8,9 +8,9 @@ The chain (root -> intermediate -> leaf for www.example.com, P-256, valid
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
-import base64
 from pathlib import Path
 
 from cryptography import x509
