@@ -7,7 +7,10 @@ import datetime as _dt
 import json
 import os
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from .stores import PinRecord
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -18,7 +21,7 @@ def _when(t: float | None) -> str:
     return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _line(record: Any) -> str:
+def _line(record: PinRecord) -> str:
     return (
         f"{record.host} {','.join(record.pins)} source={record.source} first_seen={_when(record.first_seen)} "
         f"last_seen={_when(record.last_seen)} expires={_when(record.expires_at)}"
@@ -26,7 +29,7 @@ def _line(record: Any) -> str:
     )
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``store`` and its subcommands to the ``pinengine`` command's subparsers."""
     p = sub.add_parser(
         "store",
@@ -75,11 +78,11 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             for record in store.list():
                 out.write(_line(record) + "\n")
         elif action == "show":
-            record = store.get(args.host)
-            if record is None:
+            found = store.get(args.host)
+            if found is None:
                 out.write(f"no live record for {args.host}\n")
                 return EXIT_FAILED
-            out.write(json.dumps(record.to_dict(), indent=2) + "\n")
+            out.write(json.dumps(found.to_dict(), indent=2) + "\n")
         elif action == "accept":
             pins = [str(Pin.parse(p)) for p in args.pins]
             current = store.get(args.host)

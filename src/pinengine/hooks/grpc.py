@@ -30,7 +30,7 @@ import socket
 import ssl
 import tempfile
 import weakref
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import grpc
 import grpc.aio
@@ -56,6 +56,29 @@ _TRANSLATED = (_UNAVAILABLE, _DEADLINE_EXCEEDED)
 _OVERRIDE = "grpc.ssl_target_name_override"
 _AUTHORITY = "grpc.default_authority"
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(.*)$", re.DOTALL)
+
+if TYPE_CHECKING:
+    # The stubs make these generic (request and response message types: any,
+    # here); grpcio's own classes are not subscriptable at run time.
+    _Future = grpc.Future[Any]
+    _UnaryUnaryMultiCallable = grpc.UnaryUnaryMultiCallable[Any, Any]
+    _UnaryStreamMultiCallable = grpc.UnaryStreamMultiCallable[Any, Any]
+    _StreamUnaryMultiCallable = grpc.StreamUnaryMultiCallable[Any, Any]
+    _StreamStreamMultiCallable = grpc.StreamStreamMultiCallable[Any, Any]
+    _AioUnaryUnaryMultiCallable = grpc.aio.UnaryUnaryMultiCallable[Any, Any]
+    _AioUnaryStreamMultiCallable = grpc.aio.UnaryStreamMultiCallable[Any, Any]
+    _AioStreamUnaryMultiCallable = grpc.aio.StreamUnaryMultiCallable[Any, Any]
+    _AioStreamStreamMultiCallable = grpc.aio.StreamStreamMultiCallable[Any, Any]
+else:
+    _Future = grpc.Future
+    _UnaryUnaryMultiCallable = grpc.UnaryUnaryMultiCallable
+    _UnaryStreamMultiCallable = grpc.UnaryStreamMultiCallable
+    _StreamUnaryMultiCallable = grpc.StreamUnaryMultiCallable
+    _StreamStreamMultiCallable = grpc.StreamStreamMultiCallable
+    _AioUnaryUnaryMultiCallable = grpc.aio.UnaryUnaryMultiCallable
+    _AioUnaryStreamMultiCallable = grpc.aio.UnaryStreamMultiCallable
+    _AioStreamUnaryMultiCallable = grpc.aio.StreamUnaryMultiCallable
+    _AioStreamStreamMultiCallable = grpc.aio.StreamStreamMultiCallable
 
 
 # -- targets -------------------------------------------------------------------
@@ -252,7 +275,7 @@ def _details_for(failure: ConnectFailure, code: Any = None, grpc_details: Any = 
     return failure.summary
 
 
-class PinnedChannelError(grpc.RpcError, grpc.Call, grpc.Future):  # type: ignore[misc]
+class PinnedChannelError(grpc.RpcError, grpc.Call, _Future):
     """An RPC failed because the pinned channel could not make a connection it trusts.
 
     ``code()`` is UNAVAILABLE, as grpc reports TLS failures (DEADLINE_EXCEEDED
@@ -292,7 +315,8 @@ class PinnedChannelError(grpc.RpcError, grpc.Call, grpc.Future):  # type: ignore
     def is_active(self) -> bool:
         return False
 
-    def time_remaining(self) -> float | None:
+    # grpc documents None for "no deadline" (the stub says float): a finished RPC has none.
+    def time_remaining(self) -> float | None:  # type: ignore[override]
         return None
 
     def cancel(self) -> bool:
@@ -314,7 +338,7 @@ class PinnedChannelError(grpc.RpcError, grpc.Call, grpc.Future):  # type: ignore
     def result(self, timeout: float | None = None) -> Any:
         raise self
 
-    def exception(self, timeout: float | None = None) -> BaseException:
+    def exception(self, timeout: float | None = None) -> Exception:
         return self
 
     def traceback(self, timeout: float | None = None) -> Any:
@@ -518,11 +542,11 @@ class _Unary:
         return _CallProxy(self._inner.future(*args, **kwargs), self._channel)
 
 
-class _UnaryUnary(_Unary, grpc.UnaryUnaryMultiCallable):
+class _UnaryUnary(_Unary, _UnaryUnaryMultiCallable):
     __slots__ = ()
 
 
-class _StreamUnary(_Unary, grpc.StreamUnaryMultiCallable):
+class _StreamUnary(_Unary, _StreamUnaryMultiCallable):
     __slots__ = ()
 
 
@@ -537,11 +561,11 @@ class _Streaming:
         return _CallProxy(self._inner(*args, **kwargs), self._channel)
 
 
-class _UnaryStream(_Streaming, grpc.UnaryStreamMultiCallable):
+class _UnaryStream(_Streaming, _UnaryStreamMultiCallable):
     __slots__ = ()
 
 
-class _StreamStream(_Streaming, grpc.StreamStreamMultiCallable):
+class _StreamStream(_Streaming, _StreamStreamMultiCallable):
     __slots__ = ()
 
 
@@ -573,16 +597,16 @@ class PinnedChannel(_Base, grpc.Channel):
     def unsubscribe(self, callback: Callable[[grpc.ChannelConnectivity], None]) -> None:
         self._channel.unsubscribe(callback)
 
-    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> grpc.UnaryUnaryMultiCallable:
+    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> grpc.UnaryUnaryMultiCallable[Any, Any]:
         return _UnaryUnary(self._channel.unary_unary(method, *args, **kwargs), self)
 
-    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> grpc.UnaryStreamMultiCallable:
+    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> grpc.UnaryStreamMultiCallable[Any, Any]:
         return _UnaryStream(self._channel.unary_stream(method, *args, **kwargs), self)
 
-    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> grpc.StreamUnaryMultiCallable:
+    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> grpc.StreamUnaryMultiCallable[Any, Any]:
         return _StreamUnary(self._channel.stream_unary(method, *args, **kwargs), self)
 
-    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> grpc.StreamStreamMultiCallable:
+    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> grpc.StreamStreamMultiCallable[Any, Any]:
         return _StreamStream(self._channel.stream_stream(method, *args, **kwargs), self)
 
     def close(self) -> None:
@@ -718,10 +742,11 @@ class _AioCallProxy:
             raise new from exc
 
     async def code(self) -> grpc.StatusCode:
-        return await self._inner.code()
+        code: grpc.StatusCode = await self._inner.code()
+        return code
 
     async def details(self) -> str:
-        details = await self._inner.details()
+        details: str = await self._inner.details()
         if self._error is None:
             code = await self._inner.code()
             failure = self._channel._failure_for(code)
@@ -752,19 +777,22 @@ class _AioMultiCallable:
         return _AioCallProxy(self._inner(*args, **kwargs), self._channel)
 
 
-class _AioUnaryUnary(_AioMultiCallable, grpc.aio.UnaryUnaryMultiCallable):
+# The stubs type __call__ as returning grpc.aio's call classes; these return an
+# _AioCallProxy, which stands in for them by delegation (and is registered as a
+# grpc.aio.Call), not by inheritance: hence the [misc] ignores below.
+class _AioUnaryUnary(_AioMultiCallable, _AioUnaryUnaryMultiCallable):  # type: ignore[misc]
     __slots__ = ()
 
 
-class _AioUnaryStream(_AioMultiCallable, grpc.aio.UnaryStreamMultiCallable):
+class _AioUnaryStream(_AioMultiCallable, _AioUnaryStreamMultiCallable):  # type: ignore[misc]
     __slots__ = ()
 
 
-class _AioStreamUnary(_AioMultiCallable, grpc.aio.StreamUnaryMultiCallable):
+class _AioStreamUnary(_AioMultiCallable, _AioStreamUnaryMultiCallable):  # type: ignore[misc]
     __slots__ = ()
 
 
-class _AioStreamStream(_AioMultiCallable, grpc.aio.StreamStreamMultiCallable):
+class _AioStreamStream(_AioMultiCallable, _AioStreamStreamMultiCallable):  # type: ignore[misc]
     __slots__ = ()
 
 

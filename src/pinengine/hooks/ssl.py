@@ -134,10 +134,12 @@ class PinnedSSLContext(_ssl.SSLContext):
     sslsocket_class = PinnedSSLSocket
     sslobject_class = PinnedSSLObject
     pin_policy: PinPolicy
+    _chains: OrderedDict[bytes, list[bytes]]
+    _chains_lock: threading.Lock
 
     def __new__(cls, protocol: int = _ssl.PROTOCOL_TLS_CLIENT, *args: Any, **kwargs: Any) -> PinnedSSLContext:
         self = super().__new__(cls, protocol, *args, **kwargs)
-        self._chains: OrderedDict[bytes, list[bytes]] = OrderedDict()
+        self._chains = OrderedDict()
         self._chains_lock = threading.Lock()
         return self
 

@@ -31,7 +31,7 @@ from .redis_store import RedisStore
 from .sqlite import SQLiteStore, default_path
 
 
-def open_store(spec: Union[str, "os.PathLike[str]", None] = None, *, namespace: str = "pinengine") -> PinStore:
+def open_store(spec: Union[str, os.PathLike[str], None] = None, *, namespace: str = "pinengine") -> PinStore:
     """The store a configuration string names.
 
     ``None`` or ``""``: ``SQLiteStore()`` at ``default_path()``; ``"memory:"``;

@@ -54,7 +54,7 @@ class JSONFileStore(PinStore):
     document raises StoreError naming it and is never overwritten.
     """
 
-    def __init__(self, path: Union[str, "os.PathLike[str]"]) -> None:
+    def __init__(self, path: Union[str, os.PathLike[str]]) -> None:
         super().__init__()
         self.path = Path(os.fspath(path))
         self._lock_path = self.path.with_name(self.path.name + ".lock")

@@ -64,7 +64,7 @@ class SQLiteStore(PinStore):
     system (SQLite's locks are not reliable there): share with Redis instead.
     """
 
-    def __init__(self, path: Union[str, "os.PathLike[str]", None] = None, *, timeout: float = 30.0) -> None:
+    def __init__(self, path: Union[str, os.PathLike[str], None] = None, *, timeout: float = 30.0) -> None:
         super().__init__()
         if path is None:
             path = default_path()
