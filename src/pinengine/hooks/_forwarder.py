@@ -44,6 +44,7 @@ from typing import Any, Callable, Sequence
 
 from .._errors import PinMismatchError
 from ..policy import VerificationResult
+from .ssl import PinnedSSLObject
 
 __all__ = ["ConnectFailure", "TLSForwarder", "Upstream"]
 
@@ -580,6 +581,8 @@ class TLSForwarder:
             try:
                 incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
                 tls = self.context.wrap_bio(incoming, outgoing, server_hostname=up.server_hostname)
+                if isinstance(tls, PinnedSSLObject) and family in (socket.AF_INET, socket.AF_INET6):
+                    tls.pin_port = sockaddr[1]  # for the reports: an SSLObject knows no peer
                 _handshake(sock, tls, incoming, outgoing)  # the pinned SSLObject checks the pins in here
                 if self.require_alpn is not None and tls.selected_alpn_protocol() != self.require_alpn:
                     err = ssl.SSLError(

@@ -80,7 +80,7 @@ def _check(conn: Any, context: PinnedSSLContext) -> VerificationResult:
         known = context._recall_chain(leaf)
         chain, validated = (known, True) if known else ([leaf], False)
     conn.pin_chain = chain
-    port = None
+    port = getattr(conn, "pin_port", None)  # an SSLObject: set by whoever owns its transport
     if isinstance(conn, _ssl.SSLSocket):
         try:
             port = conn.getpeername()[1]
@@ -116,6 +116,9 @@ class PinnedSSLObject(_ssl.SSLObject):
 
     pin_result: VerificationResult | None = None
     pin_chain: list[bytes] | None = None
+    #: The peer's port, when the code that carries the bytes knows it (an
+    #: SSLObject has no socket): violation reports and events then carry it.
+    pin_port: int | None = None
 
     def do_handshake(self) -> None:
         super().do_handshake()
