@@ -108,6 +108,13 @@ def make_chain(
     return Chain(leaf, inter, root, leaf_key, inter_key, root_key)
 
 
+def rotated(chain: Chain, hostname: str) -> Chain:
+    """A key rotation: a new leaf with a new key for ``hostname``, from the same intermediate."""
+    key = new_key("p256")
+    leaf = make_cert(hostname, key, chain.intermediate, chain.intermediate_key, ca=False, sans=(hostname,))
+    return Chain(leaf, chain.intermediate, chain.root, key, chain.intermediate_key, chain.root_key)
+
+
 @cache
 def cached_chain(key_type: str = "p256", hostname: str = "example.com") -> Chain:
     """One chain per key type for the whole session (RSA-4096 keys are slow to make)."""

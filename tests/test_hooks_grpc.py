@@ -25,7 +25,7 @@ import grpc.aio  # noqa: E402, F811 (the submodule, on the module importorskip r
 from pinengine import Pin, PinMismatchError, PinPolicy  # noqa: E402
 from pinengine.hooks import grpc as pgrpc  # noqa: E402
 from pinengine.hooks.grpc import PinnedAioRpcError, PinnedChannelError, aio_secure_channel, secure_channel  # noqa: E402
-from tests.certs import Chain, cached_chain, key_pem, make_cert, make_chain, new_key, pem  # noqa: E402
+from tests.certs import Chain, cached_chain, key_pem, make_chain, pem, rotated  # noqa: E402
 from tests.grpc_server import (  # noqa: E402
     BIDI_STREAM,
     CLIENT_STREAM,
@@ -46,13 +46,6 @@ def pin(der: bytes) -> str:
 
 def policy_for(*pins: str, host: str = HOST, mode: str = "enforce") -> PinPolicy:
     return PinPolicy.from_mapping({"domains": [{"host": host, "pins": list(pins), "mode": mode}]})
-
-
-def rotated(chain: Chain) -> Chain:
-    """A new leaf for the same name, with a new key, issued by the same intermediate (a key rotation)."""
-    key = new_key("p256")
-    leaf = make_cert(HOST, key, chain.intermediate, chain.intermediate_key, ca=False, sans=(HOST,))
-    return Chain(leaf, chain.intermediate, chain.root, key, chain.intermediate_key, chain.root_key)
 
 
 @pytest.fixture(scope="module")
@@ -325,7 +318,7 @@ def _until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
 
 def test_key_rotation_sync(chain: Chain, other: Chain) -> None:
     old_policy = policy_for(pin(chain.ders[0]), pin(other.ders[0]))  # the leaf key, and a backup
-    new_chain = rotated(chain)
+    new_chain = rotated(chain, HOST)
     with GrpcServer(chain) as srv:
         channel = secure_channel(target(srv), old_policy, root_certificates=roots(chain))
         unary = channel.unary_unary(UNARY)
@@ -426,7 +419,7 @@ def test_aio_no_pin_matches(server: GrpcServer, chain: Chain, bad: PinPolicy) ->
 
 def test_aio_key_rotation(chain: Chain, other: Chain) -> None:
     old_policy = policy_for(pin(chain.ders[0]), pin(other.ders[0]))
-    new_chain = rotated(chain)
+    new_chain = rotated(chain, HOST)
     new_policy = policy_for(pin(new_chain.ders[0]), pin(other.ders[0]))
 
     async def main(srv: GrpcServer) -> None:

@@ -30,7 +30,7 @@ from pinengine.reporting import (
     default_reporter,
     set_default_reporter,
 )
-from tests.certs import Chain, cached_chain, make_cert, make_chain, new_key, pem
+from tests.certs import Chain, cached_chain, make_chain, pem, rotated
 from tests.collector import Collector
 from tests.tls import TLSServer
 
@@ -45,13 +45,6 @@ def pin(der: bytes) -> str:
 
 def hpkp(der: bytes) -> str:
     return Pin.from_certificate(der).hpkp
-
-
-def rotated(chain: Chain) -> Chain:
-    """A new leaf (new key) for the same name from the same intermediate: a different served chain."""
-    key = new_key("p256")
-    leaf = make_cert(HOST, key, chain.intermediate, chain.intermediate_key, ca=False, sans=(HOST,))
-    return Chain(leaf, chain.intermediate, chain.root, key, chain.intermediate_key, chain.root_key)
 
 
 @pytest.fixture(scope="module")
@@ -289,12 +282,12 @@ def test_collector_receives_exactly_the_expected_json_deduplicated_and_rate_limi
     try:
         for _ in range(3):  # the same chain three times: one report
             fetch(ctx, server.port)
-        second = rotated(chain)
+        second = rotated(chain, HOST)
         with TLSServer(second) as server2:  # another chain: a second report
             for _ in range(2):
                 fetch(ctx, server2.port)
             port2 = server2.port
-        with TLSServer(rotated(chain)) as server3:  # a third chain: over the per-host limit of 2
+        with TLSServer(rotated(chain, HOST)) as server3:  # a third chain: over the per-host limit of 2
             fetch(ctx, server3.port)
         assert sink.flush(10)
     finally:
@@ -402,7 +395,7 @@ def _reports(n: int, other: Chain) -> list[ViolationReport]:
     policy = policy_for(other, reporter=Reporter(CallbackSink(got.append)))
     base = cached_chain("p256", HOST)
     for _ in range(n):
-        policy.verify(HOST, rotated(base).ders)
+        policy.verify(HOST, rotated(base, HOST).ders)
     return got
 
 
