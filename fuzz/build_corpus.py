@@ -9,6 +9,7 @@ ones), and the project's examples/. Writes one directory per harness:
     OUT/chain   chains in fuzz_chain.py's input layout
     OUT/pins    pin texts in every written form, good and bad, and public keys
     OUT/policy  TOML and JSON policies (fuzz_policy.py's layout)
+    OUT/hpkp    Public-Key-Pins / -Report-Only header values (fuzz_hpkp.py's layout)
 
     python fuzz/build_corpus.py OUT [--max-der N]
 
@@ -170,6 +171,79 @@ def policy_seeds(rng: random.Random, chain: list[bytes]) -> list[bytes]:
     return out
 
 
+def hpkp_seeds(rng: random.Random, chain: list[bytes]) -> list[bytes]:
+    """Public-Key-Pins header values made from certifi roots' SPKI pins (and the example chain's), in
+    fuzz_hpkp.py's layout: byte 0 the options (bit 0 also notes the header; see the harness), then the value."""
+    roots = [b.der for b in read_blocks(Path(certifi.where()).read_bytes())]
+    roots = [d for d in roots if spki_of(d) is not None]
+    b64 = [base64.b64encode(hashlib.sha256(spki_of(d) or d).digest()).decode() for d in rng.sample(roots, min(8, len(roots)))]
+    ours = [base64.b64encode(hashlib.sha256(spki_of(d) or d).digest()).decode() for d in chain]
+    a, b, c = b64[0], b64[1], b64[2]
+    uri = "https://reports.example.com/hpkp"
+    values = [
+        # well-formed, as servers sent them
+        f'pin-sha256="{a}"; pin-sha256="{b}"; max-age=5184000; includeSubDomains; report-uri="{uri}"',
+        f'pin-sha256="{a}"; pin-sha256="{b}"; pin-sha256="{c}"; max-age=2592000',
+        f'pin-sha256="{ours[1]}"; pin-sha256="{a}"; max-age=600; includeSubDomains',
+        f'pin-sha256="{ours[0]}"; pin-sha256="{ours[2]}"; pin-sha256="{b}"; max-age=86400; report-uri="/hpkp-report"',
+        f'pin-sha256="{a}"; pin-sha256="{b}"; report-uri="{uri}"',  # report-only: no max-age
+        'max-age=0',
+        f'max-age=0; pin-sha256="{a}"',
+        # quoting, whitespace, case, empty directives
+        f'  pin-sha256 = "{a}" ;pin-sha256="{b}";\tmax-age = 600 ; ; ',
+        f'PIN-SHA256="{a}"; Pin-Sha256="{b}"; MAX-AGE="3600"; INCLUDESUBDOMAINS; Report-URI="{uri}"',
+        f'pin-sha256="\\{a[0]}{a[1:]}"; pin-sha256="{b}"; max-age="0000060"',
+        f'pin-sha256="{a}";;;pin-sha256="{b}";max-age=99999999999999999999;',
+        f'report-uri="https://r.example/\\"x"; pin-sha256="{a}"; max-age=1',
+        # duplicate and unknown directives, other algorithms
+        f'pin-sha256="{a}"; pin-sha256="{a}"; pin-sha256="{b}"; max-age=60',
+        f'pin-sha256="{a}"; max-age=1; max-age=2',
+        f'pin-sha256="{a}"; max-age=1; includeSubDomains; includesubdomains',
+        f'pin-sha256="{a}"; max-age=1; report-uri="{uri}"; report-uri="{uri}"',
+        f'pin-sha256="{a}"; pin-sha1="3yX8GFIXaSjvhBgBaZFBBj1cYA0="; pin-sha384="x"; foo=bar; x="y;z"; max-age=60',
+        f'strict; preload; pin-sha256="{a}"; pin-sha256="{b}"; max-age=60; enforce="yes"',
+        # several fields joined into one value (only the first counts when noting)
+        f'pin-sha256="{ours[1]}"; pin-sha256="{a}"; max-age=600, pin-sha256="{b}"; max-age=1',
+        f'pin-sha256="{a}"; report-uri="https://r.example/a,b"; max-age=60, max-age=0',
+        # malformed
+        f'pin-sha256={a}; max-age=60',
+        f'pin-sha256="{a.replace("+", "-").replace("/", "_")}"; max-age=60',
+        f'pin-sha256="{a.rstrip("=")}"; max-age=60',
+        f'pin-sha256="{a[:-2]}B="; max-age=60',
+        f'pin-sha256="{a[:20]}"; max-age=60',
+        f'pin-sha256="{a}"; max-age=-1',
+        f'pin-sha256="{a}"; max-age=',
+        f'pin-sha256="{a}"; max-age=1e3',
+        f'pin-sha256="{a}"; max-age=60; includeSubDomains=1',
+        f'pin-sha256="{a}"; max-age=60; report-uri={uri}',
+        f'pin-sha256="{a}; max-age=60',
+        f'pin-sha256="{a}"; max-age=60; report-uri="ht tp://x"',
+        '=; ;',
+        '',
+    ]
+    options = (0x00, 0x01, 0x03, 0x05, 0x09, 0x19, 0x23, 0x29, 0x41, 0x89, 0x8B, 0xA9)
+    out: list[bytes] = []
+    for value in values:
+        for opt in {0x01, 0x09, rng.choice(options), rng.choice(options)}:
+            out.append(bytes([opt]) + value.encode())
+    # report-uri forms collectors used, in headers that get noted (bit 3: the chain's pin comes first) or
+    # that fail report-only validation (bits 1 and 0), with and without a request URL to resolve against
+    uris = [
+        "https://[2001:db8::1]:8443/hpkp", "http://192.0.2.7/r", "https://user@reports.example.com:443/a?b=c#d",
+        "//reports.example.com/hpkp", "/hpkp-report", "hpkp?x=1", "../r", "mailto:hpkp@example.com",
+        "https://xn--bcher-kva.example/r", "HTTPS://Reports.Example.COM", "https://r.example/%7E/%2F",
+    ]
+    for u in uris:
+        for opt in (0x09, 0x89, 0x0B, 0x83):
+            value = f'pin-sha256="{a}"; max-age=600; report-uri="{u}"'
+            out.append(bytes([opt]) + value.encode())
+    # obs-text: bytes 0x80-0xFF, read as latin-1 from the wire, or as UTF-8
+    out.append(b"\x41" + f'pin-sha256="{a}"; max-age=60; x="caf\xe9 \xff"'.encode("latin-1"))
+    out.append(b"\x09" + 'max-age=60; report-uri="https://r.example/caf\xc3\xa9"'.encode("latin-1"))
+    out.append(b"\x29" + f'max-age=600; report-uri="{uri}"; x="\x80\\\x85"'.encode("latin-1"))
+    return out
+
+
 def _toml_value(v: object) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -223,12 +297,14 @@ def main(argv: list[str] | None = None) -> int:
 
     pins = pin_texts(rng, good) + [b"\x08" + k for k in (keys + rng.sample(spkis, min(100, len(spkis))))]
     policies = policy_seeds(rng, example_chain)
+    headers = hpkp_seeds(rng, example_chain)
 
     counts = {
         "der": write(args.out / "der", der),
         "chain": write(args.out / "chain", chains),
         "pins": write(args.out / "pins", pins),
         "policy": write(args.out / "policy", policies),
+        "hpkp": write(args.out / "hpkp", headers),
     }
     total = sum(counts.values())
     print(

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import inspect
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -49,6 +51,9 @@ def instrument_if_main(name: str, modules: Sequence[str]) -> None:
     coverage guides it (the compiled core has native coverage of its own when
     built for it). ``PINENGINE_FUZZ_INSTRUMENT`` (comma-separated module names,
     ``all`` for every pinengine module, or ``none``) overrides the choice.
+    A module that is already imported (``urllib.parse``: atheris itself
+    imports it) gets its module-level functions (and what ``lru_cache``
+    wraps) instrumented in place.
     """
     if name != "__main__":
         return
@@ -63,9 +68,15 @@ def instrument_if_main(name: str, modules: Sequence[str]) -> None:
         modules = tuple(m.strip() for m in chosen.split(",") if m.strip())
     if not modules:
         return
+    loaded = [sys.modules[m] for m in modules if m in sys.modules]
     with atheris.instrument_imports(include=list(modules)):
         for module in modules:
             importlib.import_module(module)
+    for mod in loaded:
+        for obj in list(vars(mod).values()):
+            func = getattr(obj, "__wrapped__", obj)
+            if inspect.isfunction(func) and func.__module__ == mod.__name__:
+                atheris.instrument_func(func)
 
 
 def run(check: Callable[[bytes], None]) -> None:
@@ -106,6 +117,22 @@ def show(data: bytes, limit: int = 512) -> str:
 
 def describe(what: str, data: bytes, compiled: object, python: object) -> str:
     return f"{what}: backends disagree on input ({len(data)} bytes) {show(data)}\n  compiled: {compiled!r}\n  python:   {python!r}"
+
+
+@contextmanager
+def quiet(logger: str = "pinengine") -> Iterator[None]:
+    """Silence ``logger`` while the block runs (a log line per input slows a fuzzer down).
+
+    Only while it runs: tests/test_regressions.py imports the harnesses in the
+    test process, next to tests that read pinengine's log.
+    """
+    log = logging.getLogger(logger)
+    was = log.disabled
+    log.disabled = True
+    try:
+        yield
+    finally:
+        log.disabled = was
 
 
 def _libc() -> Any:

@@ -2,7 +2,7 @@
 
     python fuzz/replay.py CORPUS_ROOT [CORPUS_ROOT ...] [--harness NAME ...]
 
-Each CORPUS_ROOT holds one directory per harness (der, chain, pins, policy,
+Each CORPUS_ROOT holds one directory per harness (der, chain, pins, policy, hpkp,
 as fuzz/build_corpus.py and fuzz/run.py write them; fuzz/crashers/ has the
 same layout). Every file is fed to that harness's ``check``; a finding or an
 unexpected exception is reported with the file name. Used for the sanitizer
@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-HARNESSES = ("der", "chain", "pins", "policy")
+HARNESSES = ("der", "chain", "pins", "policy", "hpkp")
 
 
 def files(roots: list[Path], harness: str) -> Iterator[Path]:

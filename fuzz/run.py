@@ -3,7 +3,7 @@
     python fuzz/run.py --seeds SEEDS_ROOT --work WORK_DIR [--time SECONDS] [--jobs N]
                        [--harness NAME ...] [-- extra libFuzzer flags]
 
-For each harness (fuzz_der, fuzz_chain, fuzz_pins, fuzz_policy) the seeds
+For each harness (fuzz_der, fuzz_chain, fuzz_pins, fuzz_policy, fuzz_hpkp) the seeds
 (fuzz/build_corpus.py's OUT/<harness>) are copied to WORK_DIR/corpus/<harness>,
 which the fuzzer grows, and fuzz/crashers/<harness> is added as a read-only
 corpus so every crasher found before is tried again first. Crash, timeout and
@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-HARNESSES = ("der", "chain", "pins", "policy")
-MAX_LEN = {"der": 16384, "chain": 16384, "pins": 1024, "policy": 4096}
-DICTS = {"der": "der.dict", "chain": "der.dict", "pins": "pins.dict", "policy": "policy.dict"}
+HARNESSES = ("der", "chain", "pins", "policy", "hpkp")
+MAX_LEN = {"der": 16384, "chain": 16384, "pins": 1024, "policy": 4096, "hpkp": 2048}
+DICTS = {"der": "der.dict", "chain": "der.dict", "pins": "pins.dict", "policy": "policy.dict", "hpkp": "hpkp.dict"}
 
 
 @dataclass

@@ -2,9 +2,9 @@
 
 Two kinds:
 
-- every input kept in fuzz/crashers/<harness>/ is fed again to that fuzz
-  harness's check (differential compiled vs pure Python, and the harness'
-  invariants); a crasher must stay fixed;
+- every input kept in fuzz/crashers/<harness>/ (der, chain, pins, policy,
+  hpkp) is fed again to that fuzz harness's check (differential compiled vs
+  pure Python, and the harness' invariants); a crasher must stay fixed;
 - named tests for each finding, with the input written out, so that the bug
   is readable here without the fuzz tooling.
 
@@ -23,7 +23,11 @@ from typing import Any
 import pytest
 
 from pinengine._errors import PolicyError
-from pinengine.policy import PinPolicy
+from pinengine._pem import load_certificates
+from pinengine.hpkp import HPKPError, note_response, parse_header
+from pinengine.pins import Pin
+from pinengine.policy import PinPolicy, VerificationResult
+from pinengine.stores import MemoryStore
 
 ROOT = Path(__file__).resolve().parent.parent
 FUZZ = ROOT / "fuzz"
@@ -114,3 +118,46 @@ def test_unhashable_position_is_a_policy_error(tmp_path: Path, position: str) ->
 def test_expires_at_the_end_of_time_is_a_policy_error(tmp_path: Path, expires: str) -> None:
     """OverflowError escaped when expires goes to UTC or to the next day (fuzz_policy, crashers policy/expires-*)."""
     _load(tmp_path, "expires.toml", f'[[domains]]\nhost = "a.example"\npins = {_PINS}\nexpires = {expires}\n')
+
+
+# ---- HPKP headers: anything malformed is an HPKPError; note_response never raises for what a server sent
+
+_HOST = "www.example.com"
+
+
+def _chain() -> list[bytes]:
+    return load_certificates((ROOT / "examples" / "chain.pem").read_bytes())
+
+
+@pytest.mark.parametrize("value", ['pin-sha384="x"; future-directive', "foo", 'pin-sha1="x"; pin-sha512="y"'])
+def test_report_only_header_of_ignored_directives_only_is_invalid(value: str) -> None:
+    """parse_header(..., report_only=True) returned an HPKPHeader holding nothing, whose str() is '', which
+    parse_header refuses: no round trip; note_response then reported a pin validation failure on every
+    response (fuzz_hpkp, crasher hpkp/report-only-nothing-known)."""
+    with pytest.raises(HPKPError, match="nothing to apply") as info:
+        parse_header(value, report_only=True)
+    assert str(info.value).startswith(f"invalid Public-Key-Pins-Report-Only header {value!r}: ")
+    with pytest.raises(HPKPError, match="max-age is missing"):
+        parse_header(value)
+    h = parse_header("includeSubDomains", report_only=True)  # something known: still a header, and it round-trips
+    assert parse_header(str(h), report_only=True) == h
+
+
+@pytest.mark.parametrize("uri", ["https://r.example]/", "https://[r.example/", "http://[", "//[::1/x"])
+def test_report_uri_that_urllib_cannot_split_is_invalid(uri: str) -> None:
+    """ValueError('Invalid IPv6 URL') escaped note_response (resolving the report-uri of a header being noted,
+    or of a failing report-only header) instead of the header being ignored (fuzz_hpkp, crashers
+    hpkp/report-uri-bad-ipv6-noted, hpkp/report-uri-bad-ipv6-report-only)."""
+    with pytest.raises(HPKPError, match="is not a URI"):
+        parse_header(f'max-age=60; report-uri="{uri}"')
+    chain = _chain()
+    backup = Pin("sha256", bytes(32))
+    policy = PinPolicy([], store=MemoryStore(), hpkp=True)
+    connection: dict[str, Any] = {"pin_result": VerificationResult(_HOST, "not-pinned", None), "pin_chain": chain}
+    noted = f'{Pin.from_certificate(chain[1]).hpkp}; {backup.hpkp}; max-age=60; report-uri="{uri}"'
+    outcome = note_response(policy, _HOST, {"Public-Key-Pins": noted}, url="https://www.example.com/", **connection)
+    assert outcome.startswith("ignored: invalid Public-Key-Pins header") and "is not a URI" in outcome
+    assert policy.store.get(_HOST) is None
+    failing = f'{backup.hpkp}; report-uri="{uri}"'
+    outcome = note_response(policy, _HOST, {"Public-Key-Pins-Report-Only": failing}, **connection)
+    assert outcome.startswith("ignored: invalid Public-Key-Pins-Report-Only header") and "is not a URI" in outcome

@@ -271,8 +271,10 @@ def parse_header(value: str, *, report_only: bool = False) -> HPKPHeader:
     takes no value; ``report-uri`` is a quoted URI. Any directive other than
     ``pin-*`` appearing twice makes the header invalid. Unknown directives,
     and pin directives of other algorithms (``pin-sha1``, ``pin-sha384``,
-    ...), are ignored. Raises HPKPError for anything malformed, quoting the
-    header and naming the problem; nothing is repaired.
+    ...), are ignored; a header with nothing else (possible only in
+    report-only) is invalid, as an empty one is. Raises HPKPError for
+    anything malformed, quoting the header and naming the problem; nothing
+    is repaired.
     """
     if not isinstance(value, str):
         raise TypeError(f"a header value must be str, not {type(value).__name__}")
@@ -310,10 +312,21 @@ def parse_header(value: str, *, report_only: bool = False) -> HPKPHeader:
                 raise parser.fail(f'the report-uri value {val!r} must be a quoted string (report-uri="...")')
             if not val.strip() or any(c in val for c in ' \t"<>\\^`{|}') or any(ord(c) > 0x7E for c in val):
                 raise parser.fail(f"report-uri {val!r} is not a URI")
+            try:
+                urllib.parse.urlsplit(val)  # note_response resolves and splits it: what fails there must fail here
+            except ValueError as exc:
+                raise parser.fail(f"report-uri {val!r} is not a URI ({exc})") from None
             report_uri = val
         # anything else: an unknown directive, ignored
     if max_age is None and not report_only:
         raise parser.fail("max-age is missing (it is required in Public-Key-Pins)")
+    if not pins and max_age is None and not include_subdomains and report_uri is None:
+        # Only ignored directives (a report-only header: Public-Key-Pins needs max-age): the
+        # header says nothing, and no header value could say it back.
+        raise parser.fail(
+            f"no {_PIN_DIRECTIVE}, max-age, includeSubDomains or report-uri directive: nothing to apply "
+            "(unknown directives and pins of other algorithms are ignored)"
+        )
     return HPKPHeader(tuple(pins), max_age, include_subdomains, report_uri, report_only)
 
 
