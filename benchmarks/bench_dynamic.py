@@ -23,7 +23,7 @@ HOST = "dynamic.bench.example"
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server is not installed (.ci/redis installs it)")
+        pytest.skip("redis-server is not installed (.ci/programs installs it)")
     from tests import redis_server
 
     server = redis_server.start(binary, tmp_path_factory.mktemp("redis"))

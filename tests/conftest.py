@@ -41,12 +41,12 @@ def core(backend: str) -> ModuleType:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A redis-server of this test session's own on 127.0.0.1 (installed by .ci/redis)."""
+    """A redis-server of this test session's own on 127.0.0.1 (installed by .ci/programs)."""
     if os.environ.get("PINENGINE_SKIP_REDIS", "") not in ("", "0"):
         pytest.skip("PINENGINE_SKIP_REDIS=1: Redis tests skipped")
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.fail("redis-server is not installed: run .ci/redis (apt-get install redis-server), "
+        pytest.fail("redis-server is not installed: run .ci/programs (apt-get install redis-server), "
                     "or set PINENGINE_SKIP_REDIS=1 to skip the Redis tests", pytrace=False)
     from tests import redis_server
 

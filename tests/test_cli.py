@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import certifi
@@ -210,12 +211,17 @@ def test_no_command_and_bad_usage() -> None:
     assert info.value.code == 2
 
 
-@pytest.mark.skipif(shutil.which("pinengine") is None, reason="console script not installed")
+# The console script of the environment running the tests (not whatever is first on PATH).
+_SCRIPT = shutil.which("pinengine", path=sysconfig.get_path("scripts"))
+
+
+@pytest.mark.skipif(_SCRIPT is None, reason="console script not installed in this environment")
 def test_console_script_version(backend: str) -> None:
     env = dict(os.environ)
     if backend == "python":
         env["PINENGINE_NO_EXTENSIONS"] = "1"
-    out = subprocess.run(["pinengine", "--version"], capture_output=True, text=True, env=env, check=True)
+    assert _SCRIPT is not None
+    out = subprocess.run([_SCRIPT, "--version"], capture_output=True, text=True, env=env, check=True)
     import pinengine
 
     assert out.stdout.strip() == f"pinengine {pinengine.__version__} ({backend} backend)"

@@ -123,7 +123,7 @@ def test_redis_going_away_fails_closed_and_loses_nothing(servers: Any, tmp_path:
     if binary is None:
         if os.environ.get("PINENGINE_SKIP_REDIS"):
             pytest.skip("PINENGINE_SKIP_REDIS=1")
-        pytest.fail("redis-server is not installed: run .ci/redis", pytrace=False)
+        pytest.fail("redis-server is not installed: run .ci/programs", pytrace=False)
     (a, _), pins = servers
     port = redis_server.free_port()
     # keep the data on disk across the restart, as a real deployment would
