@@ -489,6 +489,18 @@ def _report_only_setup(other: Chain, collector: Collector) -> tuple[PinPolicy, H
     return policy_for(other, report_uri=collector.url, reporter=Reporter(LoggingSink(), sink)), sink
 
 
+def _assert_reported_per_connection(
+    sink: HTTPSink, collector: Collector, reports_log: pytest.LogCaptureFixture, expected: dict[str, Any],
+    connections: int,
+) -> None:
+    """One log record and one count per connection; one report posted (the rest are the same report)."""
+    assert connections == 2
+    assert sink.close(10)
+    assert [check_date_time(r) for r in collector.reports] == [expected]
+    assert len(pin_records(reports_log)) == connections
+    assert host_stats()["report_only"] == connections
+
+
 def test_report_only_through_requests(
     backend: str, server: TLSServer, chain: Chain, other: Chain, collector: Collector,
     reports_log: pytest.LogCaptureFixture,
@@ -502,12 +514,8 @@ def test_report_only_through_requests(
             for _ in range(3):
                 response = session.get(server.url(), verify=server.cafile, timeout=10)
                 assert response.status_code == 200 and response.content.startswith(b"hello")
-    handshakes = server.connections - connections
-    assert handshakes == 2
-    assert sink.close(10)
-    assert [check_date_time(r) for r in collector.reports] == [expected_report(chain, other, server.port, backend)]
-    assert len(pin_records(reports_log)) == handshakes
-    assert host_stats()["report_only"] == handshakes
+    expected = expected_report(chain, other, server.port, backend)
+    _assert_reported_per_connection(sink, collector, reports_log, expected, server.connections - connections)
 
 
 def test_report_only_through_httpx(
@@ -523,14 +531,8 @@ def test_report_only_through_httpx(
             for _ in range(3):
                 response = client.get(server.url())
                 assert response.status_code == 200 and response.content.startswith(b"hello")
-    handshakes = server.connections - connections
-    assert handshakes == 2
-    assert sink.close(10)
-    assert [check_date_time(r) for r in collector.reports] == [expected_report(chain, other, server.port, backend)]
-    assert len(pin_records(reports_log)) == handshakes
-    assert host_stats()["report_only"] == handshakes
-
-
+    expected = expected_report(chain, other, server.port, backend)
+    _assert_reported_per_connection(sink, collector, reports_log, expected, server.connections - connections)
 
 
 def test_report_only_through_grpc_channels(
@@ -549,13 +551,9 @@ def test_report_only_through_grpc_channels(
                 for _ in range(3):
                     assert call(b"ping", timeout=10) == b"ping"
                 established += channel.connections_established
-        assert established == 2
-        assert sink.close(10)
-        reports = collector.reports
         # The forwarder's TLS runs on an SSLObject (memory BIOs); the forwarder gives it the port.
-        assert [check_date_time(r) for r in reports] == [expected_report(chain, other, server.port, backend)]
-    assert len(pin_records(reports_log)) == established
-    assert host_stats()["report_only"] == established
+        expected = expected_report(chain, other, server.port, backend)
+        _assert_reported_per_connection(sink, collector, reports_log, expected, established)
 
 
 # -- the README -----------------------------------------------------------------------------
