@@ -237,14 +237,16 @@ def test_a_duplicate_among_twenty_thousand_pins_is_found_in_linear_time(backend:
 def test_many_blocked_pins_in_an_entry_and_the_policy(backend: str, tmp_path: Path) -> None:
     """The blocked keys that apply to an entry are merged when it is first used (in the handshake)."""
     blocked = _pins(2 * PINS)
-    pins = [str(Pin.from_certificate(d)) for d in cached_chain("p256").ders[:2]]
+    chain = cached_chain("p256")
+    pins = [str(Pin.from_certificate(d)) for d in chain.ders[:2]]
     path = tmp_path / "policy.json"
     path.write_text(json.dumps({"blocked_pins": blocked[PINS:],
                                 "domains": [{"host": "a.example", "pins": pins, "blocked_pins": blocked[:PINS]}]}))
-    setup = """
-        from pinengine import PinPolicy
-        from tests.certs import cached_chain
-        chain = cached_chain('p256').ders
+    chain_file = tmp_path / "chain.pem"
+    chain_file.write_bytes(b"".join(pem(c) for c in chain.certs))
+    setup = f"""
+        from pinengine import PinPolicy, load_certificates
+        chain = load_certificates(open({str(chain_file)!r}, 'rb').read())
         """
     work = f"""
         policy = PinPolicy.from_file({str(path)!r})
