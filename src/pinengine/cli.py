@@ -387,7 +387,10 @@ def _validate_chain_file(host: str, chain: Sequence[bytes], target: str, roots: 
         subject = x509.IPAddress(ipaddress.ip_address(name))
     except ValueError:
         subject = x509.DNSName(name)
-    verifier = verification.PolicyBuilder().store(verification.Store(anchors)).build_server_verifier(subject)
+    try:
+        verifier = verification.PolicyBuilder().store(verification.Store(anchors)).build_server_verifier(subject)
+    except ValueError as exc:  # a name no certificate can carry, such as a wildcard
+        raise ValueError(f"--host {host!r}: a chain cannot be validated for this name ({exc})") from None
     try:
         built = verifier.verify(certs[0], certs[1:])
     except verification.VerificationError as exc:

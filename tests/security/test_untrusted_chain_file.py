@@ -187,6 +187,26 @@ def test_expired_chain_fails_validation(tmp_path: Path, pinned: Hierarchy, polic
     assert "chain validation failed" in out
 
 
+def test_ip_literal_host_is_validated_as_an_ip_address(tmp_path: Path, pinned: Hierarchy, roots: Path) -> None:
+    leaf = issue("127.0.0.1", new_key(), pinned.intermediate, pinned.intermediate_key, ca=False, san="127.0.0.1")
+    path = write_pem(tmp_path / "ip.pem", leaf, pinned.intermediate)
+    pin = pinned.pin(pinned.intermediate)
+    code, out = run("verify", "--pin", pin, "--host", "127.0.0.1", "--cafile", str(roots), str(path))
+    assert code == 0 and "matched certificate 1 (intermediate)" in out, out
+    for other in ("127.0.0.2", "::ffff:127.0.0.1", "localhost"):
+        code, out = run("verify", "--pin", pin, "--host", other, "--cafile", str(roots), str(path))
+        assert code == 1 and "chain validation failed" in out, (other, out)
+
+
+def test_host_no_certificate_can_name_is_a_usage_error(
+    tmp_path: Path, pinned: Hierarchy, policy: Path, roots: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_pem(tmp_path / "c.pem", operator_server(pinned).leaf, pinned.intermediate)
+    code, out = run("verify", "--policy", str(policy), "--host", "*.example.com", "--cafile", str(roots), str(path))
+    assert code == 2 and "decision" not in out
+    assert "--host '*.example.com': a chain cannot be validated for this name" in capsys.readouterr().err
+
+
 # ---- inputs around the validation --------------------------------------------------------
 
 

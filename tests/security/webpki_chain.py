@@ -8,6 +8,7 @@ OpenSSL accepts and ``cryptography.x509.verification`` refuses; the offline
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,11 @@ def issue(
     if not ca:
         builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
     if san is not None:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
+        try:
+            name: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(san))
+        except ValueError:
+            name = x509.DNSName(san)
+        builder = builder.add_extension(x509.SubjectAlternativeName([name]), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
 
