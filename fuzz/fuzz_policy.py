@@ -55,12 +55,12 @@ POLICY_KEYS = sorted(getattr(policy, "_POLICY_KEYS", {"version", "domains", "blo
 ENTRY_KEYS = sorted(getattr(policy, "_ENTRY_KEYS", {"host", "pins", "mode", "expires", "position"}))
 PIN_KEYS = sorted(getattr(policy, "_PIN_KEYS", {"pin", "position"}))
 PINS = [
-    "sha256/u7X5QeVu5IHqSDaG6Srxa1vrr/DXGzsJ6wiuH7zoCCM=",
-    "sha256/Jk/89oF70FMmSjqayyXnWUP4QunzgnOAYSXKU5Jakg4=",
-    "sha256/66GDAhtfBpZfrV/jX9fd8tKElH6mziJUVanMO00wffs=",
-    "cert-sha256/Jk/89oF70FMmSjqayyXnWUP4QunzgnOAYSXKU5Jakg4=",
-    "sha1/Jk/89oF70FMmSjqayyXnWUP4Qu0=",
-    'pin-sha256="u7X5QeVu5IHqSDaG6Srxa1vrr/DXGzsJ6wiuH7zoCCM="',
+    "sha256/H9rY1U+p3/uo5bbpzPwUaUt7tL1A+fXhkfvAdKFNykM=",
+    "sha256/Mwownx8WZCCfeUEJOigxKEj+0VGV7wGEHGJh/ucTTsg=",
+    "sha256/Mxy5c9FYGsXN1g+VX3l0VxKDs94S2rnTq9o6bTXX1Ws=",
+    "cert-sha256/Mwownx8WZCCfeUEJOigxKEj+0VGV7wGEHGJh/ucTTsg=",
+    "sha1/Mwownx8WZCCfeUEJOigxKEj+0V0=",
+    'pin-sha256="H9rY1U+p3/uo5bbpzPwUaUt7tL1A+fXhkfvAdKFNykM="',
 ]
 WORDS = [
     *PINS, "www.example.com", "**.example.com", "*.example.com", "example.com", "api.example.org", "*.*.example",

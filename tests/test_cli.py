@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from pinengine import Pin, cert_sha256, spki_sha256
 from pinengine.cli import main
 from tests.certs import Chain, cached_chain, certifi_ders, make_chain
+from tests.security.webpki_chain import hierarchy, write_pem
 
 
 def run(*argv: str) -> tuple[int, str]:
@@ -90,8 +91,22 @@ def test_verify_offline_match_and_mismatch(tmp_path: Path, chain: Chain, chain_f
         f'[[domains]]\nhost = "**.example.com"\npins = ["{Pin.from_certificate(chain.ders[1])}", '
         f'"{Pin.from_certificate(make_chain().ders[0])}"]\n',
     )
+    # An unvalidated chain file: only its leaf can match a pin (it used to match the
+    # intermediate, whatever the file's author appended: issue 11, finding 6).
     code, out = run("verify", "--policy", str(good), "--host", "www.example.com", str(chain_file))
+    assert code == 1, out
+    assert "chain: NOT validated (offline, no --cafile): only the leaf can match a pin" in out
+    assert "decision: REFUSED" in out
+    code, out = run("verify", "--pin", str(Pin.from_certificate(chain.ders[0])), "--host", "example.com", str(chain_file))
+    assert code == 0 and "certificate 0 (leaf)" in out, out
+    # With --cafile the file is validated, and the pins are checked on the validated chain.
+    pki = hierarchy("www.example.com")
+    roots = write_pem(tmp_path / "roots.pem", pki.root)
+    validated = write_pem(tmp_path / "validated.pem", pki.leaf, pki.intermediate)
+    code, out = run("verify", "--pin", pki.pin(pki.intermediate), "--host", "www.example.com", "--cafile", str(roots),
+                    str(validated))
     assert code == 0, out
+    assert f"chain: validated against {roots} for www.example.com" in out
     assert "decision: accepted" in out and "certificate 1 (intermediate)" in out
     code, out = run("verify", "--policy", str(good), "--host", "unpinned.org", str(chain_file))
     assert code == 0 and "not pinned" in out

@@ -22,7 +22,7 @@ from . import __version__, _backend
 from ._errors import CertificateParseError, PinFormatError, PinMismatchError, PolicyError
 from ._pem import load_certificates
 from .pins import SPKI, Pin
-from .policy import REPORT_ONLY, DomainEntry, PinPolicy
+from .policy import REPORT_ONLY, DomainEntry, PinPolicy, normalize_hostname
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -30,6 +30,12 @@ EXIT_USAGE = 2
 
 EXPIRY_WARNING_DAYS = 30
 TOO_MANY_PINS = 10
+
+#: The most certificates ``verify`` reads from a chain file. Servers send 2-4;
+#: cryptography's verifier builds paths of at most 8 intermediates (its
+#: default depth). 16 leaves room for servers that send extras (cross-signs,
+#: an old root) while keeping its path search small.
+MAX_CHAIN_FILE_CERTIFICATES = 16
 
 
 def _b64(data: bytes) -> str:
@@ -309,6 +315,10 @@ def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _verify_offline(args: argparse.Namespace, out: TextIO) -> int:
+    if args.cafile and args.insecure:
+        print("pinengine verify: --insecure (no validation) and --cafile (validate) contradict each other",
+              file=sys.stderr)
+        return EXIT_USAGE
     try:
         policy = _load_verify_policy(args, args.host)
         chain = _read_chain(args.target)
@@ -318,16 +328,106 @@ def _verify_offline(args: argparse.Namespace, out: TextIO) -> int:
     except OSError as exc:
         print(f"pinengine verify: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
+    if len(chain) > MAX_CHAIN_FILE_CERTIFICATES:
+        print(f"pinengine verify: {args.target}: {len(chain)} certificates; a chain file holds at most "
+              f"{MAX_CHAIN_FILE_CERTIFICATES}", file=sys.stderr)
+        return EXIT_USAGE
     try:
+        if args.cafile:
+            return _verify_offline_validated(args, out, policy, chain)
         out.write(f"host: {args.host}\n")
-        _print_chain(out, "chain", chain)
-        return _decide(out, policy, args.host, chain, not args.insecure)
+        why = "--insecure" if args.insecure else "offline, no --cafile"
+        out.write(f"chain: NOT validated ({why}): only the leaf can match a pin\n")
+        _print_chain(out, "chain file", chain)
+        # The whole file goes to the decision: a blocked key anywhere in it
+        # still refuses, but only the leaf can match a pin (verified=False).
+        return _decide(out, policy, args.host, chain, False)
     except CertificateParseError as exc:
         print(f"pinengine verify: {args.target}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ValueError as exc:
         print(f"pinengine verify: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+class _ChainInvalid(Exception):
+    """The chain file did not validate: the verifier's reason."""
+
+
+def _x509_objects(ders: Sequence[bytes], where: str) -> list[Any]:
+    from cryptography import x509
+
+    certs = []
+    for i, der in enumerate(ders):
+        try:
+            certs.append(x509.load_der_x509_certificate(der))
+        except ValueError as exc:
+            raise CertificateParseError(f"{where}: certificate {i}: {exc}") from None
+    return certs
+
+
+def _validate_chain_file(host: str, chain: Sequence[bytes], target: str, roots: Sequence[bytes], cafile: str) -> list[bytes]:
+    """The chain cryptography's X.509 verifier builds from ``chain`` (leaf first) to one of ``roots``, for ``host``.
+
+    Raises _ChainInvalid with the verifier's reason, ImportError without
+    cryptography >= 42, CertificateParseError for a certificate it cannot
+    read and ValueError for a host name it cannot check.
+    """
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509 import verification
+
+    anchors = _x509_objects(roots, cafile)
+    certs = _x509_objects(chain, target)
+    name = normalize_hostname(host)
+    subject: verification.Subject
+    try:
+        subject = x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        subject = x509.DNSName(name)
+    try:
+        verifier = verification.PolicyBuilder().store(verification.Store(anchors)).build_server_verifier(subject)
+    except ValueError as exc:  # a name no certificate can carry, such as a wildcard
+        raise ValueError(f"--host {host!r}: a chain cannot be validated for this name ({exc})") from None
+    try:
+        built = verifier.verify(certs[0], certs[1:])
+    except verification.VerificationError as exc:
+        raise _ChainInvalid(str(exc)) from None
+    return [c.public_bytes(Encoding.DER) for c in built]
+
+
+def _verify_offline_validated(args: argparse.Namespace, out: TextIO, policy: PinPolicy, chain: list[bytes]) -> int:
+    try:
+        roots = _read_chain(args.cafile)
+    except OSError as exc:
+        print(f"pinengine verify: {args.cafile}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CertificateParseError as exc:
+        print(f"pinengine verify: {args.cafile}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        validated = _validate_chain_file(args.host, chain, args.target, roots, args.cafile)
+    except ImportError:
+        print("pinengine verify: --cafile validates the chain file with cryptography (>= 42), which is not "
+              "installed: pip install 'pinengine[cryptography]'", file=sys.stderr)
+        return EXIT_USAGE
+    except CertificateParseError as exc:
+        print(f"pinengine verify: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except _ChainInvalid as exc:
+        out.write(f"host: {args.host}\n")
+        out.write(f"chain: NOT valid against {args.cafile} for {args.host}\n")
+        _print_chain(out, "chain file", chain)
+        out.write(f"decision: REFUSED: chain validation failed: {exc}\n")
+        return EXIT_FAILED
+    out.write(f"host: {args.host}\n")
+    out.write(f"chain: validated against {args.cafile} for {args.host}\n")
+    _print_chain(out, "validated chain", validated)
+    if validated != chain:
+        _print_chain(out, "chain file (differs from the validated chain)", chain)
+    return _decide(out, policy, args.host, validated, True)
 
 
 def _verify_live(args: argparse.Namespace, out: TextIO) -> int:
@@ -415,13 +515,17 @@ def _parser() -> argparse.ArgumentParser:
         help="verify a live server (HOST[:PORT]) or a chain file (--host HOST FILE) against a policy or pins",
         description="Live: connect to HOST[:PORT] (IPv6 as [::1]:443), validate the chain, check its pins "
         "and print the verified chain (and the served one where it differs). Offline: with --host HOST, "
-        "the argument is a chain file (leaf first). Exit 0 accepted, 1 refused, 2 bad input or no connection.",
+        "the argument is a chain file (leaf first); it is validated only with --cafile (the pins are then "
+        "checked on the chain that validated), otherwise only its leaf can match a pin. "
+        "Exit 0 accepted, 1 refused (or not valid), 2 bad input or no connection.",
     )
     p.add_argument("target", metavar="HOST[:PORT] | CHAIN_FILE")
     p.add_argument("--host", help="offline mode: the host name the chain file was served for")
     p.add_argument("--policy", metavar="POLICY", help="policy file (TOML or JSON)")
     p.add_argument("--pin", action="append", metavar="PIN", help="a pin to require (repeatable)")
-    p.add_argument("--cafile", help="live: trust these CA certificates instead of the system store")
+    p.add_argument("--cafile", help="live: trust these CA certificates instead of the system store; offline: "
+                   "validate the chain file against these roots for --host (needs pinengine[cryptography]) "
+                   "and check the pins on the chain that validated")
     p.add_argument("--insecure", "--unverified", action="store_true", dest="insecure",
                    help="no trust-store validation: only the leaf may match")
     p.add_argument("--timeout", type=float, default=10.0, help="live: connect/handshake timeout in seconds")

@@ -261,6 +261,13 @@ _ENTRY_KEYS = {
 _POLICY_KEYS = {"version", "domains", "blocked_pins", "allow_sha1", "hpkp"}
 _PIN_KEYS = {"pin", "position"}
 
+#: The longest ``ttl`` a dynamic entry may give its recorded keys: ten years.
+#: That outlives any certificate in use (public ones last at most 398 days,
+#: private CAs commonly ten years), and now + MAX_TTL stays far inside what
+#: every store and ``datetime`` can hold (Redis PEXPIREAT, year 9999). For
+#: keys that never expire, leave ``ttl`` out.
+MAX_TTL = 10 * 365 * 24 * 3600
+
 
 def _unknown_key(where: str, key: str, allowed: set[str]) -> PolicyError:
     hint = difflib.get_close_matches(key, sorted(allowed), n=1)
@@ -382,8 +389,8 @@ class PinPolicy:
         for pin in entry.pins + entry.blocked_pins:
             if pin.algorithm == "sha1" and not self.allow_sha1:
                 raise PolicyError(f"{where}: SHA-1 pin {pin} needs allow_sha1 = true at the top of the policy")
-        if entry.ttl is not None and not (isinstance(entry.ttl, (int, float)) and entry.ttl > 0):
-            raise PolicyError(f"{where}: ttl must be a positive number of seconds")
+        if entry.ttl is not None:
+            _check_ttl(f"{where}: ttl", entry.ttl)
         if (entry.record_issuer or entry.ttl is not None) and not entry.dynamic:
             raise PolicyError(f"{where}: record_issuer and ttl apply to dynamic entries only (dynamic = true)")
         if entry.dynamic:
@@ -406,7 +413,8 @@ class PinPolicy:
         """The blocked pins that apply to ``entry``, in its PinSet's order (after its own pins)."""
         if entry is None or entry.noted:
             return self.blocked_pins
-        return entry.blocked_pins + tuple(p for p in self.blocked_pins if p not in entry.blocked_pins)
+        own = set(entry.blocked_pins)
+        return entry.blocked_pins + tuple(p for p in self.blocked_pins if p not in own)
 
     def _pinset(self, entry: DomainEntry) -> Any:
         # PinSets are built lazily and per backend module (the tests switch
@@ -590,7 +598,7 @@ class PinPolicy:
             if key not in _POLICY_KEYS:
                 raise _unknown_key(source, key, _POLICY_KEYS)
         version = mapping.get("version", 1)
-        if version != 1:
+        if type(version) is not int or version != 1:
             raise PolicyError(f"{source}: version {version!r} is not supported (this pinengine reads version 1)")
         allow_sha1 = mapping.get("allow_sha1", False)
         if not isinstance(allow_sha1, bool):
@@ -940,6 +948,7 @@ def _parse_entry(where: str, item: Any, allow_sha1: bool) -> DomainEntry:
         raise PolicyError(f"{where}.pins: expected a list, not {type(raw_pins).__name__}")
     pins: list[Pin] = []
     positions: list[int] = []
+    seen: set[Pin] = set()
     for i, raw in enumerate(raw_pins):
         pwhere = f"{where}.pins[{i}]"
         position = default_position
@@ -958,8 +967,9 @@ def _parse_entry(where: str, item: Any, allow_sha1: bool) -> DomainEntry:
             pin = Pin.parse(raw, allow_sha1=allow_sha1)
         except PinFormatError as exc:
             raise PolicyError(f"{pwhere}: {exc}") from None
-        if pin in pins:
+        if pin in seen:
             raise PolicyError(f"{pwhere}: {pin} is listed twice")
+        seen.add(pin)
         pins.append(pin)
         positions.append(position)
     mode = item.get("mode", ENFORCE)
@@ -989,10 +999,23 @@ def _parse_entry(where: str, item: Any, allow_sha1: bool) -> DomainEntry:
     )
 
 
+def _check_ttl(where: str, value: Any) -> float:
+    """``value`` as seconds, if it is a number in (0, MAX_TTL]; PolicyError naming ``where`` otherwise."""
+    # bool is an int, and True would be one second; nan compares false, so
+    # the range test refuses it with inf and integers too big for a float.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TTL:
+        if not isinstance(value, (int, float)):
+            shown = f"a {type(value).__name__}"
+        elif isinstance(value, int) and abs(value) > 2**64:
+            shown = f"an integer of {value.bit_length()} bits"  # str() of a huge int is itself refused
+        else:
+            shown = repr(value)
+        raise PolicyError(f"{where}: must be a number of seconds above 0 and at most {MAX_TTL} (ten years), not {shown}")
+    return float(value)
+
+
 def _parse_ttl(where: str, value: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise PolicyError(f"{where}.ttl: must be a positive number of seconds, not {value!r}")
-    return float(value)
+    return _check_ttl(f"{where}.ttl", value)
 
