@@ -4,13 +4,17 @@
 ``ssl.create_default_context()``. Clients that accept a context — http.client,
 urllib, asyncio streams, httpx (``verify=ctx``), aiohttp (``ssl=ctx``),
 urllib3 and requests (through ``pinengine.hooks.requests``) — are pinned by
-passing it. The check runs inside ``do_handshake``, so it happens before the
-handshake call returns to the client and before any application data is sent,
-on every handshake, resumed sessions included.
+passing it. The check runs when the handshake completes, before the
+handshake call returns to the client, on every handshake, resumed sessions
+included. A handshake that OpenSSL would run implicitly inside a read or a
+write (``do_handshake_on_connect=False``, an SSLObject written to before
+``do_handshake``) is run explicitly first, so no application byte is sent or
+returned before the pin decision; a refused connection stays refused.
 """
 
 from __future__ import annotations
 
+import socket as _socket
 import ssl as _ssl
 import sys
 import threading
@@ -89,42 +93,194 @@ def _check(conn: Any, context: PinnedSSLContext) -> VerificationResult:
     return context.pin_policy.verify(hostname, chain, verified=validated, port=port, served_chain=served or [leaf])
 
 
+def _refusal(conn: Any, exc: BaseException) -> PinMismatchError:
+    """The PinMismatchError that refuses ``conn`` after its pin check raised ``exc``.
+
+    Any failure of the check refuses the connection (fail closed); a failure
+    that is not already a PinMismatchError (a certificate the core cannot
+    parse, a host name the policy cannot read) becomes one, so that every
+    client sees a TLS error instead of a foreign exception in its I/O loop.
+    """
+    if isinstance(exc, PinMismatchError):
+        return exc
+    hostname = str(getattr(conn, "server_hostname", None) or "")
+    return PinMismatchError(
+        f"pinning: the pin check for {hostname or 'this connection'} failed, so the connection is refused: "
+        f"{type(exc).__name__}: {exc}",
+        hostname=hostname,
+    )
+
+
+def _refused_again(first: PinMismatchError) -> PinMismatchError:
+    """A fresh error for a later I/O call on a refused connection (not the first one, re-raised)."""
+    return PinMismatchError(
+        f"pinning: this connection was refused by its pin check; nothing can be sent or read on it.\n{first}",
+        hostname=first.hostname,
+        result=first.result,
+    )
+
+
 class PinnedSSLSocket(_ssl.SSLSocket):
-    """An SSLSocket that checks pins when its handshake completes."""
+    """An SSLSocket that checks pins when its handshake completes, before any application byte moves.
+
+    Every I/O method runs the handshake (and so the pin check) first if it has
+    not happened yet: OpenSSL would otherwise run it implicitly inside
+    ``SSL_read`` / ``SSL_write``, where no check can see it. A socket whose
+    check failed stays refused: every later I/O call raises PinMismatchError.
+    """
 
     pin_result: VerificationResult | None = None
-    #: The chain the pins were checked against (validated, or the leaf alone).
+    #: The chain the pins were checked against (validated, or as served when nothing was validated).
     pin_chain: list[bytes] | None = None
+    _pin_passed: bool = False
+    _pin_refused: PinMismatchError | None = None
+
+    def _pin_gate(self) -> None:
+        """Before application I/O: the pin check must have passed, running the handshake if needed."""
+        if self._pin_passed or self.server_side:
+            return
+        if self._pin_refused is not None:
+            raise _refused_again(self._pin_refused)
+        if getattr(self, "_sslobj", None) is None:
+            if getattr(self, "_connected", False):
+                # shutdown() drops the TLS layer; the ssl module would then
+                # send and receive in plaintext on a connection never checked.
+                raise ValueError(
+                    "pinning: the TLS layer of this socket was shut down before its pin check; "
+                    "nothing is sent or read on it in plaintext"
+                )
+            return  # not connected (yet): the socket's own error follows
+        self.do_handshake()
 
     def do_handshake(self, block: bool = False) -> None:
+        if self._pin_refused is not None:
+            raise _refused_again(self._pin_refused)
         super().do_handshake(block)
-        if self.server_side:
+        if self.server_side or self._pin_passed:
             return
         try:
             self.pin_result = _check(self, self.context)  # type: ignore[arg-type]
-        except BaseException:
-            # Refuse the connection: nothing more may be sent or read on it.
+        except BaseException as exc:
+            refusal = self._pin_refused = _refusal(self, exc)
+            # Refuse the connection: end the TCP connection now (even while a
+            # makefile() still holds the socket open), then close it.
+            try:
+                _socket.socket.shutdown(self, _socket.SHUT_RDWR)
+            except OSError:
+                pass
             try:
                 self.close()
             except OSError:
                 pass
-            raise
+            if refusal is exc or not isinstance(exc, Exception):
+                raise
+            raise refusal from exc
+        self._pin_passed = True
+
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:
+        self._pin_gate()
+        return super().read(len, buffer)
+
+    def write(self, data: Any) -> int:
+        self._pin_gate()
+        return super().write(data)
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        self._pin_gate()
+        return super().recv(buflen, flags)
+
+    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
+        self._pin_gate()
+        return super().recv_into(buffer, nbytes, flags)
+
+    def recvfrom(self, buflen: int = 1024, flags: int = 0) -> tuple[bytes, Any]:
+        self._pin_gate()
+        return super().recvfrom(buflen, flags)
+
+    def recvfrom_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> tuple[int, Any]:
+        self._pin_gate()
+        return super().recvfrom_into(buffer, nbytes, flags)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self._pin_gate()
+        return super().send(data, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self._pin_gate()
+        super().sendall(data, flags)
+
+    def sendto(self, data: Any, flags_or_addr: Any, addr: Any = None) -> int:
+        self._pin_gate()
+        return super().sendto(data, flags_or_addr, addr)
+
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        self._pin_gate()
+        return super().sendfile(file, offset, count)
+
+    def pending(self) -> int:
+        if self._pin_refused is not None:
+            raise _refused_again(self._pin_refused)
+        return super().pending()
+
+    def unwrap(self) -> _socket.socket:
+        if self._pin_refused is not None:
+            raise _refused_again(self._pin_refused)
+        return super().unwrap()
 
 
 class PinnedSSLObject(_ssl.SSLObject):
-    """An SSLObject (memory BIOs, as asyncio uses) that checks pins when its handshake completes."""
+    """An SSLObject (memory BIOs, as asyncio uses) that checks pins when its handshake completes.
+
+    ``read`` and ``write`` run the handshake (and so the pin check) first if it
+    has not happened yet, so no application byte is produced or returned
+    before the decision; after a refusal every call raises PinMismatchError.
+    """
 
     pin_result: VerificationResult | None = None
     pin_chain: list[bytes] | None = None
     #: The peer's port, when the code that carries the bytes knows it (an
     #: SSLObject has no socket): violation reports and events then carry it.
     pin_port: int | None = None
+    _pin_passed: bool = False
+    _pin_refused: PinMismatchError | None = None
+
+    def _pin_gate(self) -> None:
+        if self._pin_passed or self.server_side:
+            return
+        self.do_handshake()
 
     def do_handshake(self) -> None:
+        if self._pin_refused is not None:
+            raise _refused_again(self._pin_refused)
         super().do_handshake()
-        if self.server_side:
+        if self.server_side or self._pin_passed:
             return
-        self.pin_result = _check(self, self.context)  # type: ignore[arg-type]
+        try:
+            self.pin_result = _check(self, self.context)  # type: ignore[arg-type]
+        except BaseException as exc:
+            refusal = self._pin_refused = _refusal(self, exc)
+            if refusal is exc or not isinstance(exc, Exception):
+                raise
+            raise refusal from exc
+        self._pin_passed = True
+
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:
+        self._pin_gate()
+        return super().read(len, buffer)
+
+    def write(self, data: Any) -> int:
+        self._pin_gate()
+        return super().write(data)
+
+    def pending(self) -> int:
+        if self._pin_refused is not None:
+            raise _refused_again(self._pin_refused)
+        return super().pending()
+
+    def unwrap(self) -> None:
+        if self._pin_refused is not None:
+            raise _refused_again(self._pin_refused)
+        super().unwrap()
 
 
 class PinnedSSLContext(_ssl.SSLContext):
