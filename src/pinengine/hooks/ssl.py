@@ -22,13 +22,16 @@ from collections import OrderedDict
 from typing import Any, Sequence
 
 from .._errors import PinMismatchError
-from ..policy import PinPolicy, VerificationResult
+from ..policy import PinPolicy, VerificationResult, normalize_hostname
 
 __all__ = ["PinnedSSLContext", "create_pinned_context", "peer_chains"]
 
 _DER = getattr(_ssl, "_ssl", None)
 _ENCODING_DER = getattr(_DER, "ENCODING_DER", 2)
-# Validated chains remembered per leaf, for checking resumed sessions.
+# Validated chains remembered per (leaf, host name), for checking resumed
+# sessions: OpenSSL keeps no validated chain for them. 1024 covers the hosts a
+# busy client resumes with (a few KiB each, a few MiB at most); a chain that
+# fell out is only a cost: the resumed connection is then judged on its leaf.
 _CHAIN_CACHE_SIZE = 1024
 
 
@@ -55,6 +58,14 @@ def peer_chains(conn: _ssl.SSLSocket | _ssl.SSLObject) -> tuple[list[bytes], lis
     return _ders(inner.get_verified_chain()), _ders(inner.get_unverified_chain())
 
 
+def _chain_key(hostname: str) -> str:
+    """The host part of a remembered chain's key: the name as the policy compares it."""
+    try:
+        return normalize_hostname(hostname)
+    except ValueError:
+        return hostname
+
+
 def _check(conn: Any, context: PinnedSSLContext) -> VerificationResult:
     """Check the pins of an established connection; raise PinMismatchError to refuse it.
 
@@ -71,17 +82,20 @@ def _check(conn: Any, context: PinnedSSLContext) -> VerificationResult:
     leaf = served[0] if served else conn.getpeercert(binary_form=True)
     if not leaf:
         raise PinMismatchError("pinning: the peer presented no certificate", hostname=hostname)
+    served = served or [leaf]
     if not validated:
         chain = [leaf]
     elif verified:
         chain = verified
-        context._remember_chain(chain)
+        context._remember_chain(hostname, chain)
     else:
         # A resumed session: OpenSSL keeps the peer's leaf but not the chain
-        # it validated. Use the chain this context validated for that leaf in
-        # the full handshake that made the session; if it is not known, only
-        # the leaf can be trusted.
-        known = context._recall_chain(leaf)
+        # it validated, and does not check the host name again. Use the chain
+        # this context validated for that leaf *and this host name* in the
+        # full handshake that made the session; a session made for another
+        # host (or one no longer remembered) proves nothing about this one,
+        # so then only the leaf can be trusted.
+        known = context._recall_chain(hostname, leaf)
         chain, validated = (known, True) if known else ([leaf], False)
     conn.pin_chain = chain
     port = getattr(conn, "pin_port", None)  # an SSLObject: set by whoever owns its transport
@@ -90,7 +104,7 @@ def _check(conn: Any, context: PinnedSSLContext) -> VerificationResult:
             port = conn.getpeername()[1]
         except OSError:
             pass
-    return context.pin_policy.verify(hostname, chain, verified=validated, port=port, served_chain=served or [leaf])
+    return context.pin_policy.verify(hostname, chain, verified=validated, port=port, served_chain=served)
 
 
 def _refusal(conn: Any, exc: BaseException) -> PinMismatchError:
@@ -293,7 +307,7 @@ class PinnedSSLContext(_ssl.SSLContext):
     sslsocket_class = PinnedSSLSocket
     sslobject_class = PinnedSSLObject
     pin_policy: PinPolicy
-    _chains: OrderedDict[bytes, list[bytes]]
+    _chains: OrderedDict[tuple[bytes, str], list[bytes]]
     _chains_lock: threading.Lock
 
     def __new__(cls, protocol: int = _ssl.PROTOCOL_TLS_CLIENT, *args: Any, **kwargs: Any) -> PinnedSSLContext:
@@ -302,16 +316,17 @@ class PinnedSSLContext(_ssl.SSLContext):
         self._chains_lock = threading.Lock()
         return self
 
-    def _remember_chain(self, chain: list[bytes]) -> None:
+    def _remember_chain(self, hostname: str, chain: list[bytes]) -> None:
+        key = (chain[0], _chain_key(hostname))
         with self._chains_lock:
-            self._chains[chain[0]] = chain
-            self._chains.move_to_end(chain[0])
+            self._chains[key] = chain
+            self._chains.move_to_end(key)
             while len(self._chains) > _CHAIN_CACHE_SIZE:
                 self._chains.popitem(last=False)
 
-    def _recall_chain(self, leaf: bytes) -> list[bytes] | None:
+    def _recall_chain(self, hostname: str, leaf: bytes) -> list[bytes] | None:
         with self._chains_lock:
-            return self._chains.get(leaf)
+            return self._chains.get((leaf, _chain_key(hostname)))
 
 
 def create_pinned_context(
