@@ -84,7 +84,10 @@ def _check(conn: Any, context: PinnedSSLContext) -> VerificationResult:
         raise PinMismatchError("pinning: the peer presented no certificate", hostname=hostname)
     served = served or [leaf]
     if not validated:
-        chain = [leaf]
+        # Nothing was validated: the policy gets everything the peer sent, so
+        # that a blocked key anywhere in it refuses the connection; only the
+        # leaf can match a pin.
+        chain = served
     elif verified:
         chain = verified
         context._remember_chain(hostname, chain)
@@ -96,7 +99,7 @@ def _check(conn: Any, context: PinnedSSLContext) -> VerificationResult:
         # host (or one no longer remembered) proves nothing about this one,
         # so then only the leaf can be trusted.
         known = context._recall_chain(hostname, leaf)
-        chain, validated = (known, True) if known else ([leaf], False)
+        chain, validated = (known, True) if known else (served, False)
     conn.pin_chain = chain
     port = getattr(conn, "pin_port", None)  # an SSLObject: set by whoever owns its transport
     if isinstance(conn, _ssl.SSLSocket):
