@@ -135,3 +135,18 @@ def test_bank_session_does_not_vouch_for_evil_either(version: ssl.TLSVersion) ->
             assert result.verified is False and [m.index for m in result.matches] == [0]
         with resume(ctx, srv, BANK, session) as s:
             assert s.session_reused and s.pin_result.verified is True  # type: ignore[attr-defined]
+
+
+def test_remembered_chains_are_bounded(evil: Chain) -> None:
+    # one entry per (leaf, host name) a server can make the client validate:
+    # the oldest go first once the bound is reached, and a resumption whose
+    # chain is gone is judged on its leaf (never on another host's chain)
+    from pinengine.hooks import ssl as hook
+
+    ctx = create_pinned_context(PinPolicy([]))
+    for i in range(hook._CHAIN_CACHE_SIZE + 10):
+        ctx._remember_chain(f"host{i}.test", evil.ders)
+    assert len(ctx._chains) == hook._CHAIN_CACHE_SIZE
+    assert ctx._recall_chain("host0.test", evil.ders[0]) is None
+    assert ctx._recall_chain(f"host{hook._CHAIN_CACHE_SIZE + 9}.test", evil.ders[0]) == evil.ders
+    assert ctx._recall_chain("elsewhere.test", evil.ders[0]) is None

@@ -161,6 +161,26 @@ def test_pinned_server_speaking_first_is_heard(method: str, version: ssl.TLSVers
         s.close()
 
 
+@pytest.mark.parametrize("mode", ["report-only", "expired", "not-pinned"])
+def test_implicit_handshake_lets_allowed_connections_through(mode: str, chain: Chain, stranger: Chain) -> None:
+    # the gate refuses only what the decision refuses: a report-only, expired or
+    # unpinned host is decided on the first write and then goes on
+    entry: dict[str, Any] = {"host": HOST if mode != "not-pinned" else "elsewhere.example",
+                             "pins": [pin(stranger.ders[0]), pin(stranger.ders[1])]}
+    if mode == "report-only":
+        entry["mode"] = "report-only"
+    if mode == "expired":
+        entry["expires"] = "2020-01-01"
+    with RecordingServer(chain) as srv:
+        ctx = create_pinned_context(PinPolicy.from_mapping({"domains": [entry]}), cafile=srv.cafile)
+        s = lazy_socket(ctx, srv)
+        s.sendall(SECRET)
+        assert s.pin_result.status == mode  # type: ignore[attr-defined]
+        s.close()
+        srv.wait(1)
+        assert srv.received == SECRET
+
+
 def test_connect_after_wrapping(chain: Chain, stranger: Chain) -> None:
     # wrap first, connect later (SSLSocket.connect), handshake left to the first write
     with RecordingServer(chain) as srv:
