@@ -345,7 +345,8 @@ def create_pinned_context(
     system's default trust store when none is given; hostname checking is
     on. Pins are then matched against the chain that validation built. If
     the caller switches validation off (``verify_mode = CERT_NONE``), only
-    pins on the leaf can match.
+    pins on the leaf can match, and a blocked key anywhere in the chain the
+    server sent refuses the connection.
     """
     if not isinstance(policy, PinPolicy):
         raise TypeError(f"policy must be a PinPolicy, not {type(policy).__name__}")
