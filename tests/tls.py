@@ -114,3 +114,162 @@ class TLSServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RecordingServer:
+    """A raw TLS server on 127.0.0.1 that records every application byte it receives.
+
+    Each connection: the TLS handshake, then ``greeting`` (if any) sent as soon
+    as the handshake is done (a server that speaks first), then everything the
+    client sends, recorded until the client closes. ``received`` is what all
+    connections sent after their handshake; ``handshakes`` counts the
+    handshakes that completed. ``wait(n)`` waits until ``n`` connections have
+    ended, so a test can look at ``received`` once the client has gone. With
+    ``hold=True`` the server answers no ClientHello until ``release()``, so a
+    non-blocking client's first call surely finds the handshake unfinished.
+    """
+
+    def __init__(
+        self,
+        chain: Chain,
+        *,
+        greeting: bytes = b"",
+        max_version: ssl.TLSVersion | None = None,
+        extra: Iterable[x509.Certificate] = (),
+        hold: bool = False,
+    ) -> None:
+        self.chain = chain
+        self.greeting = greeting
+        self._go = threading.Event()
+        if not hold:
+            self._go.set()
+        self._dir = tempfile.TemporaryDirectory(prefix="pinengine-rec-")
+        d = Path(self._dir.name)
+        served = [chain.leaf, chain.intermediate, *extra]
+        (d / "chain.pem").write_bytes(b"".join(pem(c) for c in served))
+        (d / "key.pem").write_bytes(key_pem(chain.leaf_key))
+        (d / "ca.pem").write_bytes(pem(chain.root))
+        self.cafile = str(d / "ca.pem")
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(str(d / "chain.pem"), str(d / "key.pem"))
+        if max_version is not None:
+            self.context.maximum_version = max_version
+        self.host = "127.0.0.1"
+        self.sock = socket.create_server((self.host, 0))
+        self.port = self.sock.getsockname()[1]
+        self.handshakes = 0
+        self.ended = 0
+        self._chunks: list[bytes] = []
+        self._lock = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def received(self) -> bytes:
+        with self._lock:
+            return b"".join(self._chunks)
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.05)
+        while not self._stop.is_set():
+            try:
+                raw, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._handle, args=(raw,), daemon=True).start()
+
+    def _handle(self, raw: socket.socket) -> None:
+        try:
+            raw.settimeout(10)
+            self._go.wait(10)
+            with self.context.wrap_socket(raw, server_side=True) as conn:
+                with self._lock:
+                    self.handshakes += 1
+                if self.greeting:
+                    conn.sendall(self.greeting)
+                while True:
+                    data = conn.recv(65536)
+                    if not data:
+                        break
+                    with self._lock:
+                        self._chunks.append(data)
+        except (OSError, ValueError):  # a refused client just drops the connection
+            pass
+        finally:
+            raw.close()
+            with self._lock:
+                self.ended += 1
+                self._lock.notify_all()
+
+    def release(self) -> None:
+        """Let a ``hold=True`` server answer its clients."""
+        self._go.set()
+
+    def wait(self, connections: int = 1, timeout: float = 10.0) -> None:
+        """Wait until ``connections`` connections have ended (AssertionError after ``timeout``)."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: self.ended >= connections, timeout):
+                raise AssertionError(f"{self.ended} of {connections} connections ended within {timeout}s")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._go.set()
+        self._thread.join(5)
+        self.sock.close()
+        self._dir.cleanup()
+
+    def __enter__(self) -> RecordingServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RawRecorder:
+    """A plain TCP server on 127.0.0.1 that speaks no TLS and records every byte it receives."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.host = "127.0.0.1"
+        self.port = self.sock.getsockname()[1]
+        self._chunks: list[bytes] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def received(self) -> bytes:
+        with self._lock:
+            return b"".join(self._chunks)
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.05)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            try:
+                while data := conn.recv(65536):
+                    with self._lock:
+                        self._chunks.append(data)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+    def __enter__(self) -> RawRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -216,10 +216,13 @@ class VerificationResult:
     - ``"match"``: a pin matched (see ``matches``);
     - ``"not-pinned"``: no entry covers the host, the chain passes;
     - ``"expired"``: the entry has expired, it was not enforced (a warning was logged);
-    - ``"report-only"``: the entry is report-only and did not match (or the
-      chain holds a blocked key); the connection may go on, the violation was logged.
+    - ``"report-only"``: the entry is report-only and did not match; the
+      connection may go on, the violation was logged.
 
-    A mismatch in enforce mode is not a result: it raises PinMismatchError.
+    A mismatch in enforce mode is not a result: it raises PinMismatchError. Nor
+    is a chain that holds a blocked key (the policy's own ``blocked_pins`` or
+    the entry's): that is refused whatever the entry's mode, expiry, or
+    whether an entry covers the host at all.
     """
 
     hostname: str
@@ -362,6 +365,7 @@ class PinPolicy:
         self._touched: dict[str, float] = {}
         #: Receives pin violations (see pinengine.reporting); None: log only.
         self.reporter = reporter
+        #: Keys refused for every host, in every mode (compromised, revoked).
         self.blocked_pins: tuple[Pin, ...] = tuple(dict.fromkeys(blocked_pins))
         self.allow_sha1 = allow_sha1
         self.source = source
@@ -710,8 +714,10 @@ class PinPolicy:
         ``served_chain`` (what the peer sent) only go into violation reports.
 
         Returns a VerificationResult; raises PinMismatchError when an enforced
-        entry has no matching pin or the chain holds a blocked key, and
-        CertificateParseError when a certificate is malformed (fail closed).
+        entry has no matching pin, or when the chain holds a blocked key (at
+        any position, verified or not, in every mode: report-only, expired
+        and unpinned hosts included), and CertificateParseError when a
+        certificate is malformed (fail closed).
         """
         started = time.perf_counter()
         name = normalize_hostname(hostname)
@@ -859,9 +865,11 @@ class PinPolicy:
         message = self._failure_message(name, entry, chain, blocked, verified)
         if extra:
             message += "\n" + extra
-        if entry is not None and entry.mode == REPORT_ONLY:
+        if entry is not None and entry.mode == REPORT_ONLY and not blocked:
             # Logged once, by the reporter (the default one logs on
-            # pinengine.reports); the full message is on the result.
+            # pinengine.reports); the full message is on the result. A blocked
+            # (compromised) key is refused in every mode: it is not reported
+            # and let through.
             return VerificationResult(name, "report-only", entry, matches, verified, blocked, message)
         return VerificationResult(name, "mismatch", entry, matches, verified, blocked, message)
 

@@ -40,6 +40,21 @@ class PinnedAdapter(HTTPAdapter):
         self._contexts = ContextCache(policy)
         super().__init__(**adapter_kwargs)
 
+    def _default_context(self) -> Any:
+        return self._contexts.get(verify=True, cafile=default_ca_bundle())
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        # HTTPS pools made without requests' per-request settings (the
+        # deprecated get_connection, self.poolmanager used directly) are
+        # pinned too: with verify=True's context.
+        pool_kwargs.setdefault("ssl_context", self._default_context())
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        """requests' proxy manager for ``proxy``, its HTTPS pools pinned by default (as the adapter's own)."""
+        proxy_kwargs.setdefault("ssl_context", self._default_context())
+        return super().proxy_manager_for(proxy, **proxy_kwargs)
+
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: Any, cert: Any = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:

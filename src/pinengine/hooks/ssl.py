@@ -4,13 +4,17 @@
 ``ssl.create_default_context()``. Clients that accept a context — http.client,
 urllib, asyncio streams, httpx (``verify=ctx``), aiohttp (``ssl=ctx``),
 urllib3 and requests (through ``pinengine.hooks.requests``) — are pinned by
-passing it. The check runs inside ``do_handshake``, so it happens before the
-handshake call returns to the client and before any application data is sent,
-on every handshake, resumed sessions included.
+passing it. The check runs when the handshake completes, before the
+handshake call returns to the client, on every handshake, resumed sessions
+included. A handshake that OpenSSL would run implicitly inside a read or a
+write (``do_handshake_on_connect=False``, an SSLObject written to before
+``do_handshake``) is run explicitly first, so no application byte is sent or
+returned before the pin decision; a refused connection stays refused.
 """
 
 from __future__ import annotations
 
+import socket as _socket
 import ssl as _ssl
 import sys
 import threading
@@ -18,13 +22,16 @@ from collections import OrderedDict
 from typing import Any, Sequence
 
 from .._errors import PinMismatchError
-from ..policy import PinPolicy, VerificationResult
+from ..policy import PinPolicy, VerificationResult, normalize_hostname
 
 __all__ = ["PinnedSSLContext", "create_pinned_context", "peer_chains"]
 
 _DER = getattr(_ssl, "_ssl", None)
 _ENCODING_DER = getattr(_DER, "ENCODING_DER", 2)
-# Validated chains remembered per leaf, for checking resumed sessions.
+# Validated chains remembered per (leaf, host name), for checking resumed
+# sessions: OpenSSL keeps no validated chain for them. 1024 covers the hosts a
+# busy client resumes with (a few KiB each, a few MiB at most); a chain that
+# fell out is only a cost: the resumed connection is then judged on its leaf.
 _CHAIN_CACHE_SIZE = 1024
 
 
@@ -51,6 +58,14 @@ def peer_chains(conn: _ssl.SSLSocket | _ssl.SSLObject) -> tuple[list[bytes], lis
     return _ders(inner.get_verified_chain()), _ders(inner.get_unverified_chain())
 
 
+def _chain_key(hostname: str) -> str:
+    """The host part of a remembered chain's key: the name as the policy compares it."""
+    try:
+        return normalize_hostname(hostname)
+    except ValueError:
+        return hostname
+
+
 def _check(conn: Any, context: PinnedSSLContext) -> VerificationResult:
     """Check the pins of an established connection; raise PinMismatchError to refuse it.
 
@@ -67,18 +82,24 @@ def _check(conn: Any, context: PinnedSSLContext) -> VerificationResult:
     leaf = served[0] if served else conn.getpeercert(binary_form=True)
     if not leaf:
         raise PinMismatchError("pinning: the peer presented no certificate", hostname=hostname)
+    served = served or [leaf]
     if not validated:
-        chain = [leaf]
+        # Nothing was validated: the policy gets everything the peer sent, so
+        # that a blocked key anywhere in it refuses the connection; only the
+        # leaf can match a pin.
+        chain = served
     elif verified:
         chain = verified
-        context._remember_chain(chain)
+        context._remember_chain(hostname, chain)
     else:
         # A resumed session: OpenSSL keeps the peer's leaf but not the chain
-        # it validated. Use the chain this context validated for that leaf in
-        # the full handshake that made the session; if it is not known, only
-        # the leaf can be trusted.
-        known = context._recall_chain(leaf)
-        chain, validated = (known, True) if known else ([leaf], False)
+        # it validated, and does not check the host name again. Use the chain
+        # this context validated for that leaf *and this host name* in the
+        # full handshake that made the session; a session made for another
+        # host (or one no longer remembered) proves nothing about this one,
+        # so then only the leaf can be trusted.
+        known = context._recall_chain(hostname, leaf)
+        chain, validated = (known, True) if known else (served, False)
     conn.pin_chain = chain
     port = getattr(conn, "pin_port", None)  # an SSLObject: set by whoever owns its transport
     if isinstance(conn, _ssl.SSLSocket):
@@ -86,45 +107,197 @@ def _check(conn: Any, context: PinnedSSLContext) -> VerificationResult:
             port = conn.getpeername()[1]
         except OSError:
             pass
-    return context.pin_policy.verify(hostname, chain, verified=validated, port=port, served_chain=served or [leaf])
+    return context.pin_policy.verify(hostname, chain, verified=validated, port=port, served_chain=served)
+
+
+def _refusal(conn: Any, exc: BaseException) -> PinMismatchError:
+    """The PinMismatchError that refuses ``conn`` after its pin check raised ``exc``.
+
+    Any failure of the check refuses the connection (fail closed); a failure
+    that is not already a PinMismatchError (a certificate the core cannot
+    parse, a host name the policy cannot read) becomes one, so that every
+    client sees a TLS error instead of a foreign exception in its I/O loop.
+    """
+    if isinstance(exc, PinMismatchError):
+        return exc
+    hostname = str(getattr(conn, "server_hostname", None) or "")
+    return PinMismatchError(
+        f"pinning: the pin check for {hostname or 'this connection'} failed, so the connection is refused: "
+        f"{type(exc).__name__}: {exc}",
+        hostname=hostname,
+    )
+
+
+def _refused_again(first: PinMismatchError) -> PinMismatchError:
+    """A fresh error for a later I/O call on a refused connection (not the first one, re-raised)."""
+    return PinMismatchError(
+        f"pinning: this connection was refused by its pin check; nothing can be sent or read on it.\n{first}",
+        hostname=first.hostname,
+        result=first.result,
+    )
 
 
 class PinnedSSLSocket(_ssl.SSLSocket):
-    """An SSLSocket that checks pins when its handshake completes."""
+    """An SSLSocket that checks pins when its handshake completes, before any application byte moves.
+
+    Every I/O method runs the handshake (and so the pin check) first if it has
+    not happened yet: OpenSSL would otherwise run it implicitly inside
+    ``SSL_read`` / ``SSL_write``, where no check can see it. A socket whose
+    check failed stays refused: every later I/O call raises PinMismatchError.
+    """
 
     pin_result: VerificationResult | None = None
-    #: The chain the pins were checked against (validated, or the leaf alone).
+    #: The chain the pins were checked against (validated, or as served when nothing was validated).
     pin_chain: list[bytes] | None = None
+    _pin_passed: bool = False
+    _pin_refused: PinMismatchError | None = None
+
+    def _pin_gate(self) -> None:
+        """Before application I/O: the pin check must have passed, running the handshake if needed."""
+        if self._pin_passed or self.server_side:
+            return
+        if self._pin_refused is not None:
+            raise _refused_again(self._pin_refused)
+        if getattr(self, "_sslobj", None) is None:
+            if getattr(self, "_connected", False):
+                # shutdown() drops the TLS layer; the ssl module would then
+                # send and receive in plaintext on a connection never checked.
+                raise ValueError(
+                    "pinning: the TLS layer of this socket was shut down before its pin check; "
+                    "nothing is sent or read on it in plaintext"
+                )
+            return  # not connected (yet): the socket's own error follows
+        self.do_handshake()
 
     def do_handshake(self, block: bool = False) -> None:
+        if self._pin_refused is not None:
+            raise _refused_again(self._pin_refused)
         super().do_handshake(block)
-        if self.server_side:
+        if self.server_side or self._pin_passed:
             return
         try:
             self.pin_result = _check(self, self.context)  # type: ignore[arg-type]
-        except BaseException:
-            # Refuse the connection: nothing more may be sent or read on it.
+        except BaseException as exc:
+            refusal = self._pin_refused = _refusal(self, exc)
+            # Refuse the connection: end the TCP connection now (even while a
+            # makefile() still holds the socket open), then close it.
+            try:
+                _socket.socket.shutdown(self, _socket.SHUT_RDWR)
+            except OSError:
+                pass
             try:
                 self.close()
             except OSError:
                 pass
-            raise
+            if refusal is exc or not isinstance(exc, Exception):
+                raise
+            raise refusal from exc
+        self._pin_passed = True
+
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:
+        self._pin_gate()
+        return super().read(len, buffer)
+
+    def write(self, data: Any) -> int:
+        self._pin_gate()
+        return super().write(data)
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        self._pin_gate()
+        return super().recv(buflen, flags)
+
+    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
+        self._pin_gate()
+        return super().recv_into(buffer, nbytes, flags)
+
+    def recvfrom(self, buflen: int = 1024, flags: int = 0) -> tuple[bytes, Any]:
+        self._pin_gate()
+        return super().recvfrom(buflen, flags)
+
+    def recvfrom_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> tuple[int, Any]:
+        self._pin_gate()
+        return super().recvfrom_into(buffer, nbytes, flags)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self._pin_gate()
+        return super().send(data, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self._pin_gate()
+        super().sendall(data, flags)
+
+    def sendto(self, data: Any, flags_or_addr: Any, addr: Any = None) -> int:
+        self._pin_gate()
+        return super().sendto(data, flags_or_addr, addr)
+
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        self._pin_gate()
+        return super().sendfile(file, offset, count)
+
+    def pending(self) -> int:
+        if self._pin_refused is not None:
+            raise _refused_again(self._pin_refused)
+        return super().pending()
+
+    def unwrap(self) -> _socket.socket:
+        if self._pin_refused is not None:
+            raise _refused_again(self._pin_refused)
+        return super().unwrap()
 
 
 class PinnedSSLObject(_ssl.SSLObject):
-    """An SSLObject (memory BIOs, as asyncio uses) that checks pins when its handshake completes."""
+    """An SSLObject (memory BIOs, as asyncio uses) that checks pins when its handshake completes.
+
+    ``read`` and ``write`` run the handshake (and so the pin check) first if it
+    has not happened yet, so no application byte is produced or returned
+    before the decision; after a refusal every call raises PinMismatchError.
+    """
 
     pin_result: VerificationResult | None = None
     pin_chain: list[bytes] | None = None
     #: The peer's port, when the code that carries the bytes knows it (an
     #: SSLObject has no socket): violation reports and events then carry it.
     pin_port: int | None = None
+    _pin_passed: bool = False
+    _pin_refused: PinMismatchError | None = None
+
+    def _pin_gate(self) -> None:
+        if self._pin_passed or self.server_side:
+            return
+        self.do_handshake()
 
     def do_handshake(self) -> None:
+        if self._pin_refused is not None:
+            raise _refused_again(self._pin_refused)
         super().do_handshake()
-        if self.server_side:
+        if self.server_side or self._pin_passed:
             return
-        self.pin_result = _check(self, self.context)  # type: ignore[arg-type]
+        try:
+            self.pin_result = _check(self, self.context)  # type: ignore[arg-type]
+        except BaseException as exc:
+            refusal = self._pin_refused = _refusal(self, exc)
+            if refusal is exc or not isinstance(exc, Exception):
+                raise
+            raise refusal from exc
+        self._pin_passed = True
+
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:
+        self._pin_gate()
+        return super().read(len, buffer)
+
+    def write(self, data: Any) -> int:
+        self._pin_gate()
+        return super().write(data)
+
+    def pending(self) -> int:
+        if self._pin_refused is not None:
+            raise _refused_again(self._pin_refused)
+        return super().pending()
+
+    def unwrap(self) -> None:
+        if self._pin_refused is not None:
+            raise _refused_again(self._pin_refused)
+        super().unwrap()
 
 
 class PinnedSSLContext(_ssl.SSLContext):
@@ -137,7 +310,7 @@ class PinnedSSLContext(_ssl.SSLContext):
     sslsocket_class = PinnedSSLSocket
     sslobject_class = PinnedSSLObject
     pin_policy: PinPolicy
-    _chains: OrderedDict[bytes, list[bytes]]
+    _chains: OrderedDict[tuple[bytes, str], list[bytes]]
     _chains_lock: threading.Lock
 
     def __new__(cls, protocol: int = _ssl.PROTOCOL_TLS_CLIENT, *args: Any, **kwargs: Any) -> PinnedSSLContext:
@@ -146,16 +319,17 @@ class PinnedSSLContext(_ssl.SSLContext):
         self._chains_lock = threading.Lock()
         return self
 
-    def _remember_chain(self, chain: list[bytes]) -> None:
+    def _remember_chain(self, hostname: str, chain: list[bytes]) -> None:
+        key = (chain[0], _chain_key(hostname))
         with self._chains_lock:
-            self._chains[chain[0]] = chain
-            self._chains.move_to_end(chain[0])
+            self._chains[key] = chain
+            self._chains.move_to_end(key)
             while len(self._chains) > _CHAIN_CACHE_SIZE:
                 self._chains.popitem(last=False)
 
-    def _recall_chain(self, leaf: bytes) -> list[bytes] | None:
+    def _recall_chain(self, hostname: str, leaf: bytes) -> list[bytes] | None:
         with self._chains_lock:
-            return self._chains.get(leaf)
+            return self._chains.get((leaf, _chain_key(hostname)))
 
 
 def create_pinned_context(
@@ -171,7 +345,8 @@ def create_pinned_context(
     system's default trust store when none is given; hostname checking is
     on. Pins are then matched against the chain that validation built. If
     the caller switches validation off (``verify_mode = CERT_NONE``), only
-    pins on the leaf can match.
+    pins on the leaf can match, and a blocked key anywhere in the chain the
+    server sent refuses the connection.
     """
     if not isinstance(policy, PinPolicy):
         raise TypeError(f"policy must be a PinPolicy, not {type(policy).__name__}")
