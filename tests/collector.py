@@ -50,6 +50,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         if status == 429:
             self.send_header("Retry-After", "0")
+        for name, value in collector.answer_headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -97,9 +99,10 @@ class Collector:
 
     def __init__(
         self, *, statuses: Iterable[int] = (), hang: float = 0.0, trickle: float = 0.0, path: str = "/pins",
-        tls: Chain | None = None, host: str = "127.0.0.1", port: int = 0,
+        tls: Chain | None = None, host: str = "127.0.0.1", port: int = 0, answer_headers: dict[str, str] | None = None,
     ) -> None:
         self.hang = hang
+        self.answer_headers = dict(answer_headers or {})  # sent with every (non-trickled) answer
         self.trickle = trickle
         self.host = host
         self.connections = 0  # TCP connections accepted

@@ -346,6 +346,21 @@ def test_dns_rebinding_the_connection_goes_to_the_address_that_was_checked(
     assert counts()["reports_sent"] == 2
 
 
+def test_a_public_collector_cannot_redirect_reports_to_loopback(
+    chain: Chain, other: Chain, public_chain: Chain, operator: Collector, victim: Collector, dns: FakeDNS,
+    public_ip: None, public_trust: None,
+) -> None:
+    dns.add(PUBLIC_NAME, PUBLIC_IP)
+    sink = operator_sink(operator, allow_server_report_uris=True)
+    location = {"Location": f"http://127.0.0.1:{victim.port}/admin/shutdown"}
+    with Collector(host=PUBLIC_IP, tls=public_chain, statuses=[307], answer_headers=location) as public:
+        Reporter(sink).report(event(chain, other, (f"https://{PUBLIC_NAME}:{public.port}/pins",)))
+        assert sink.close(10)
+        assert public.posts == 1
+    assert untouched(victim)  # redirects are not followed
+    assert counts()["reports_failed"] == 1
+
+
 # -- what a server-chosen URI gets: no credentials -------------------------------------------------------
 
 
