@@ -446,7 +446,7 @@ def _report_only(
             entry = DomainEntry(
                 name, header.pins, mode=REPORT_ONLY,
                 include_subdomains=header.include_subdomains and _ip_literal(name) is None,
-                report_uri=(report_uri,) if report_uri else (), require_backup_pin=False,
+                report_uri=(report_uri,) if report_uri else (), require_backup_pin=False, noted=True,
             )
             reporter.report(
                 _observe.VerificationEvent(

@@ -25,7 +25,11 @@ reports_sent         violation reports a collector accepted (HTTP 2xx)
 reports_failed       reports given up on after retries (or refused with 4xx)
 reports_dropped      reports dropped because the send queue was full or closed
 reports_suppressed   reports not sent: duplicate of one sent within the
-                     de-duplication interval, or over the per-host rate limit
+                     de-duplication interval, or over a rate limit (per host,
+                     or per destination for server-chosen report URIs)
+reports_refused      report URIs refused: server-chosen ones while they are
+                     off, or not https, too long, or naming / resolving to a
+                     loopback, private or otherwise non-public address
 ==================== ==========================================================
 
 Series are keyed by ``(host, entry)``: the normalised host name and the
@@ -69,6 +73,7 @@ COUNTERS = (
     "reports_failed",
     "reports_dropped",
     "reports_suppressed",
+    "reports_refused",
 )
 # A decision's status -> the counter it adds to (besides verifications).
 _STATUS_COUNTER = {
@@ -80,7 +85,7 @@ _STATUS_COUNTER = {
     "parse-error": "parse_errors",
 }
 _REPORT_OUTCOMES = {"sent": "reports_sent", "failed": "reports_failed", "dropped": "reports_dropped",
-                    "suppressed": "reports_suppressed"}
+                    "suppressed": "reports_suppressed", "refused": "reports_refused"}
 _bisect_right = bisect.bisect_right
 _LATENCY_BATCH = 256
 
@@ -97,7 +102,8 @@ _PROM_HELP = {
     "reports_sent": "Violation reports accepted by a collector.",
     "reports_failed": "Violation reports given up on after retries.",
     "reports_dropped": "Violation reports dropped (send queue full or closed).",
-    "reports_suppressed": "Violation reports suppressed (duplicate, or over the per-host rate limit).",
+    "reports_suppressed": "Violation reports suppressed (duplicate, or over a rate limit).",
+    "reports_refused": "Violation report URIs refused (server-chosen and not allowed, or not public https).",
 }
 
 #: Upper bounds (seconds) of the pin-check latency histogram buckets.
@@ -278,7 +284,7 @@ class Metrics:
         self._count(host, entry, "store_errors")
 
     def count_report(self, host: str, entry: Any, outcome: str, n: int = 1) -> None:
-        """Count violation reports: ``outcome`` is sent, failed, dropped or suppressed."""
+        """Count violation reports: ``outcome`` is sent, failed, dropped, suppressed or refused."""
         self._count(host, entry, _REPORT_OUTCOMES[outcome], n)
 
     def reset(self) -> None:
@@ -441,7 +447,7 @@ def count_store_error(host: str, entry: Any = None) -> None:
 
 
 def count_report(host: str, entry: Any, outcome: str, n: int = 1) -> None:
-    """Count violation reports (``outcome``: sent, failed, dropped, suppressed)."""
+    """Count violation reports (``outcome``: sent, failed, dropped, suppressed, refused)."""
     METRICS.count_report(host, entry, outcome, n)
 
 

@@ -9,11 +9,14 @@ enforce mode, or a ``report-only`` violation let through) into a
 - ``CallbackSink``: calls your function with the report, in the thread that
   verified (keep it quick);
 - ``HTTPSink``: POSTs the JSON to the entry's ``report_uri`` (and to any
-  collectors you add) from a background thread: bounded queue, retries with
+  collectors you add) from background threads: bounded queue, retries with
   backoff, de-duplication per host and chain (one report per day by default,
   as TrustKit does) and a per-host rate limit. A slow, hanging or dead
   collector never slows or fails a handshake: ``send`` never blocks, and a
-  full queue drops the report (counted in ``reports_dropped``).
+  full queue drops the report (counted in ``reports_dropped``); each attempt
+  has a total deadline, and a slow collector delays only its own reports.
+  Report URIs a server chose (HPKP ``report-uri``) are refused unless
+  allowed, and then get no credentials and reach only public https hosts.
 
 Which reporter a policy uses: ``PinPolicy(..., reporter=...)`` (also a
 keyword of ``from_file`` / ``from_mapping``). A policy without one uses the
@@ -30,18 +33,19 @@ import base64
 import datetime as _dt
 import hashlib
 import heapq
-import http.client
+import ipaddress
 import itertools
 import json
 import logging
 import os
-import queue
 import random
+import re
+import socket
 import ssl
 import threading
 import time
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol
 from urllib.parse import urlsplit
@@ -89,6 +93,22 @@ def _chain_pin(der: bytes) -> str:
         return "(malformed certificate)"
 
 
+def _report_uris(entry: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(operator's, server-chosen)`` report URIs of a policy entry.
+
+    The one place of the rule: an entry with ``noted=True`` was made from an
+    HPKP header (a noted record, or a Public-Key-Pins-Report-Only failure), so
+    its ``report_uri`` was chosen by the server; any other entry's was written
+    by the operator (policy file or code).
+    """
+    if entry is None:
+        return (), ()
+    uris = tuple(entry.report_uri)
+    if getattr(entry, "noted", False):
+        return (), uris
+    return uris, ()
+
+
 @dataclass(frozen=True)
 class ViolationReport:
     """One pin violation, as sent to collectors.
@@ -118,6 +138,7 @@ class ViolationReport:
     backend: str = ""
     version: str = ""
     message: str = field(default="", compare=False)
+    server_report_uri: tuple[str, ...] = ()
 
     @classmethod
     def from_event(cls, event: Any, now: _dt.datetime | None = None) -> ViolationReport:
@@ -125,6 +146,7 @@ class ViolationReport:
         from . import __version__
 
         entry = event.entry
+        operator_uris, server_uris = _report_uris(entry)
         checked = tuple(event.validated_chain)
         served = tuple(event.served_chain) if event.served_chain is not None else checked
         return cls(
@@ -137,7 +159,7 @@ class ViolationReport:
             served_chain=served,
             validated_chain=checked if event.verified else (),
             known_pins=tuple(entry.pins) if entry is not None else (),
-            report_uri=tuple(entry.report_uri) if entry is not None else (),
+            report_uri=operator_uris,
             status=event.status,
             mode=entry.mode if entry is not None else "enforce",
             entry=entry.host if entry is not None else None,
@@ -146,6 +168,7 @@ class ViolationReport:
             backend=_backend.name(),
             version=__version__,
             message=event.message,
+            server_report_uri=server_uris,
         )
 
     @property
@@ -245,9 +268,54 @@ class CallbackSink:
 
 # -- HTTP ----------------------------------------------------------------------------
 
-_STOP = object()
-_RETRY_POLL = 0.1
+#: The longest server-chosen report URI that is used, in characters. 2,048 is
+#: the usual practical URL limit of browsers and servers; a collector's URL
+#: needs far less, and the bound keeps parsing, logs and the per-destination
+#: table small.
+MAX_REPORT_URI_LENGTH = 2048
+#: Server-chosen report URIs taken from one report. HPKP gives one; the bound
+#: keeps an entry built in code from fanning one violation out without limit.
+MAX_SERVER_REPORT_URIS = 4
+#: The most bytes of a collector's answer that are read: its status line and
+#: headers (the body is never read). Only the status and ``Retry-After``
+#: matter; 16 KiB holds any real header block and bounds what a peer can make
+#: the sender buffer.
+MAX_RESPONSE_HEAD = 16 * 1024
+#: Name lookups of report destinations running at once, across all sinks, for
+#: the operator's destinations and (apart) for server-chosen ones.
+#: ``getaddrinfo`` cannot be interrupted: a lookup that outlives its attempt's
+#: deadline runs on in its own thread until the resolver gives up, and this
+#: bounds how many threads a slow DNS server can hold that way. Two pools, so
+#: that a hostile server's slow names never hold up the operator's lookups.
+MAX_LOOKUPS = 8
+#: Sender threads of a sink by default. Each destination has at most one
+#: attempt in flight and server-chosen destinations hold at most all threads
+#: but one, so a destination that hangs delays only its own reports; four
+#: covers a few hung destinations at once for the price of four idle threads.
+DEFAULT_WORKERS = 4
+# At most one warning a minute per sink about refused report URIs (the rest go
+# to DEBUG): a hostile server could otherwise fill the log.
+_REFUSAL_LOG_INTERVAL = 60.0
+# Likewise for a full queue.
+_DROP_LOG_INTERVAL = 60.0
+# A URI quoted in a log line is cut to this many characters (it may be hostile).
+_LOGGED_URI_LENGTH = 200
+# A sender thread with nothing to do for this long ends (a new one starts when needed).
+_IDLE_EXIT = 30.0
+_RECV_SIZE = 4096
+
 _live_sinks: weakref.WeakSet[HTTPSink] = weakref.WeakSet()
+_lookups = {False: threading.BoundedSemaphore(MAX_LOOKUPS), True: threading.BoundedSemaphore(MAX_LOOKUPS)}
+
+
+def _reset_lookups() -> None:  # pragma: no cover - runs in a forked child
+    # The parent's lookup threads did not come along: their permits would be lost.
+    for server in (False, True):
+        _lookups[server] = threading.BoundedSemaphore(MAX_LOOKUPS)
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_reset_lookups)
 
 
 @atexit.register
@@ -259,19 +327,279 @@ def _close_at_exit() -> None:  # pragma: no cover - runs at interpreter exit
             pass
 
 
+class _Refused(Exception):
+    """A report URI that may not be used; the message says why (after the URI)."""
+
+
+class _BadAnswer(Exception):
+    """A collector's answer that is not HTTP, or is too long."""
+
+
+_PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]*")
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+# A last label that is a number makes a name an IPv4 address in another
+# spelling, the way URL parsers and inet_aton read it (127.1, 0x7f000001).
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+# Headers the sink writes itself: an operator header may not replace them.
+_FRAMING_HEADERS = frozenset(("content-length", "transfer-encoding", "connection"))
+_STATUS_LINE = re.compile(rb"HTTP/[0-9]\.[0-9] ([0-9]{3})(?:[ \t][^\r\n]*)?\r?")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _address_problem(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why a server-chosen report may not go to ``ip`` (None: a public address)."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        # Forms that carry an IPv4 address: judged by the address they carry.
+        embedded, form = ip.ipv4_mapped, "IPv4-mapped"
+        if embedded is None and ip in _NAT64:
+            embedded, form = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF), "NAT64"
+        if embedded is None and ip.sixtofour is not None:
+            embedded, form = ip.sixtofour, "6to4"
+        if embedded is not None:
+            problem = _address_problem(embedded)
+            return None if problem is None else f"{problem} ({form} {embedded})"
+        if ip.is_site_local:
+            return "a site-local address"
+    if ip.is_unspecified:
+        return "an unspecified address"
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip.is_private:
+        return "a private address"
+    if ip.is_reserved:
+        return "a reserved address"
+    if not ip.is_global:
+        return "not a public address"
+    return None
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A report URI, parsed: where to connect and what to ask for."""
+
+    uri: str
+    server: bool  # server-chosen (not the operator's)
+    scheme: str
+    host: str  # what is resolved, and the TLS server name
+    port: int
+    request_target: str
+    host_header: str
+
+    @property
+    def key(self) -> tuple[bool, str, str, int]:
+        """The destination: at most one attempt in flight per key."""
+        return (self.server, self.scheme, self.host, self.port)
+
+
+def _parse_target(uri: str, *, server: bool) -> _Target:
+    """Parse a report URI; raise ``_Refused`` when it may not be used (server-chosen ones are held stricter)."""
+    if not isinstance(uri, str):
+        raise _Refused("is not a string")
+    if server and len(uri) > MAX_REPORT_URI_LENGTH:
+        raise _Refused(f"is longer than {MAX_REPORT_URI_LENGTH} characters")
+    if not _PRINTABLE_ASCII.fullmatch(uri):
+        raise _Refused("holds a space, a control character or a non-ASCII character")
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname
+    except ValueError as exc:  # unbalanced or invalid [brackets]
+        raise _Refused(f"is not a valid URL ({exc})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise _Refused("is not an http(s) URL")
+    if server and scheme != "https":
+        raise _Refused("is not https (a server-chosen report URI must be)")
+    if server and "@" in parts.netloc:
+        raise _Refused("carries user information")
+    if not host:
+        raise _Refused("has no host")
+    try:
+        given_port = parts.port
+    except ValueError:
+        raise _Refused("has an invalid port") from None
+    if given_port == 0:
+        raise _Refused("has an invalid port")
+    default_port = 443 if scheme == "https" else 80
+    port = default_port if given_port is None else given_port
+    ip = _ip(host)
+    if ip is None and "[" in parts.netloc:
+        raise _Refused("has an invalid IP literal in [brackets]")
+    if ip is None:
+        if host.endswith("."):
+            host = host[:-1]
+        if server:
+            labels = host.split(".")
+            if len(host) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
+                raise _Refused("has an invalid host name")
+            if _NUMERIC_LABEL.fullmatch(labels[-1]):
+                raise _Refused("spells an IPv4 address as a host name")
+            if len(labels) < 2:
+                raise _Refused("names a single-label (intranet) host")
+    elif server:
+        problem = _address_problem(ip)
+        if problem is not None:
+            raise _Refused(f"names {ip}, {problem}")
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    host_header = f"[{host}]" if ":" in host else host
+    if port != default_port:
+        host_header += f":{port}"
+    return _Target(uri, server, scheme, host, port, target, host_header)
+
+
+def _shown(uri: str) -> str:
+    """A URI as quoted in a log line: repr (no line breaks), cut short."""
+    text = uri if len(uri) <= _LOGGED_URI_LENGTH else uri[:_LOGGED_URI_LENGTH] + "..."
+    return repr(text)
+
+
+def _left(deadline: float) -> float:
+    """Seconds left before ``deadline`` (``time.monotonic``); TimeoutError when none are."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the attempt's deadline passed")
+    return left
+
+
+def _resolve(host: str, port: int, deadline: float, server: bool) -> list[tuple[Any, ...]]:
+    """``getaddrinfo`` for a TCP connection to ``host``, given up on at ``deadline``."""
+    if _ip(host) is not None:  # an IP literal: no lookup, nothing to wait for
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP,
+                                  flags=socket.AI_NUMERICHOST)
+    lookups = _lookups[server]
+    if not lookups.acquire(timeout=_left(deadline)):
+        raise TimeoutError("too many report destination name lookups in progress")
+    box: list[Any] = []
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            box.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP))
+        except BaseException as exc:
+            box.append(exc)
+        finally:
+            lookups.release()
+            done.set()
+
+    try:
+        threading.Thread(target=lookup, name="pinengine-report-lookup", daemon=True).start()
+    except BaseException:
+        lookups.release()
+        raise
+    if not done.wait(max(0.0, deadline - time.monotonic())):
+        raise TimeoutError(f"looking up {host} took longer than the attempt's deadline")
+    result = box[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result  # type: ignore[no-any-return]
+
+
+def _send_all(sock: socket.socket, data: bytes, deadline: float) -> None:
+    view = memoryview(data)
+    while view:
+        sock.settimeout(_left(deadline))
+        sent = sock.send(view)
+        view = view[sent:]
+
+
+def _read_answer(sock: socket.socket, deadline: float) -> tuple[int, float | None]:
+    """Read the answer's head (skipping 1xx ones): its status and ``Retry-After`` seconds.
+
+    At most MAX_RESPONSE_HEAD bytes are read in all, each read with the time
+    left before ``deadline``: a peer that trickles bytes cannot hold it longer.
+    """
+    buf = bytearray()
+    scanned = 0
+    total = 0
+    while True:
+        end = -1
+        crlf = buf.find(b"\r\n\r\n", max(0, scanned - 3))
+        lf = buf.find(b"\n\n", max(0, scanned - 1))
+        if crlf >= 0:
+            end = crlf + 4
+        if lf >= 0 and (end < 0 or lf + 2 < end):
+            end = lf + 2
+        scanned = len(buf)
+        if end >= 0:
+            status, retry_after = _parse_head(bytes(buf[:end]))
+            if status >= 200:
+                return status, retry_after
+            del buf[:end]  # an interim answer (100 Continue): the real one follows
+            scanned = 0
+            continue
+        if total >= MAX_RESPONSE_HEAD:
+            raise _BadAnswer(f"the answer's head is longer than {MAX_RESPONSE_HEAD} bytes")
+        sock.settimeout(_left(deadline))
+        chunk = sock.recv(min(_RECV_SIZE, MAX_RESPONSE_HEAD - total))
+        if not chunk:
+            raise ConnectionError("the collector closed the connection before answering")
+        total += len(chunk)
+        buf += chunk
+
+
+def _parse_head(head: bytes) -> tuple[int, float | None]:
+    lines = head.split(b"\n")
+    match = _STATUS_LINE.fullmatch(lines[0])
+    if match is None:
+        raise _BadAnswer(f"the answer is not HTTP: {lines[0][:80]!r}")
+    retry_after = None
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"retry-after":
+            value = value.strip()
+            if value.isdigit() and len(value) <= 9:
+                retry_after = float(value)
+    return int(match.group(1)), retry_after
+
+
 @dataclass(order=True)
 class _Job:
     due: float
     seq: int
-    uri: str = field(compare=False)
+    target: _Target = field(compare=False)
     report: ViolationReport = field(compare=False)
     attempt: int = field(default=0, compare=False)
 
 
 class HTTPSink:
-    """POSTs each report's JSON to the entry's ``report_uri`` (plus ``uris``) from a background thread.
+    """POSTs each report's JSON to its collectors from background threads.
 
-    - ``send`` never blocks: it checks de-duplication and the rate limit and
+    Where reports go:
+
+    - Operator-configured URIs: ``uris`` (every report) and the ``report_uri``
+      of the policy entry (``ViolationReport.report_uri``). Only these get the
+      operator's ``headers`` and ``ssl_context`` (which may hold a client
+      certificate); ``ssl_context`` defaults to the system trust store.
+    - Server-chosen URIs (``ViolationReport.server_report_uri``: the
+      ``report-uri`` of an HPKP header) are refused unless
+      ``allow_server_report_uris=True``. Even then only ``https`` URIs of at
+      most ``MAX_REPORT_URI_LENGTH`` characters are used, whose host resolves,
+      at send time, only to public addresses (not loopback, private,
+      link-local, multicast, reserved or unspecified, nor IPv4-mapped, 6to4 or
+      NAT64 forms of those); the connection goes to the address that was
+      checked (no second lookup, so DNS rebinding cannot move it). They get
+      the system trust store, only the standard headers, and at most
+      ``server_uri_limit`` reports per destination host per
+      ``server_uri_window`` seconds. Refusals count in ``reports_refused`` and
+      are logged (one warning a minute, the rest at DEBUG).
+
+    Delivery:
+
+    - ``send`` never blocks: it checks de-duplication and the rate limits and
       puts the report on a bounded queue (``queue_size``); when the queue is
       full the report is dropped and counted (``reports_dropped``).
     - De-duplication: a report for the same host, entry, status and chains
@@ -279,19 +607,24 @@ class HTTPSink:
       TrustKit) is suppressed. Rate limit: at most ``host_limit`` reports per
       host per ``host_window`` seconds (different chains: a MITM box that
       makes a leaf per connection). Both count in ``reports_suppressed``.
-    - Delivery: ``timeout`` per attempt; connection errors, 408, 429 and 5xx
-      are retried ``retries`` times with exponential backoff (``backoff``
-      doubling up to ``max_backoff``, with jitter; ``Retry-After`` honoured up
-      to ``max_backoff``); other answers fail at once. A 2xx counts in
+    - ``workers`` threads send; each destination has at most one attempt in
+      flight, and server-chosen destinations hold at most ``workers - 1``
+      threads, so a slow or hung destination delays only its own reports.
+    - Each attempt (name lookup, connect, TLS, request, answer) ends after
+      ``timeout`` seconds in all, however slowly the peer trickles bytes; at
+      most ``MAX_RESPONSE_HEAD`` bytes of the answer are read; redirects are
+      not followed. Connection errors, timeouts, 408, 429 and 5xx are retried
+      ``retries`` times with exponential backoff (``backoff`` doubling up to
+      ``max_backoff``, with jitter; ``Retry-After`` honoured up to
+      ``max_backoff``); other answers fail at once. A 2xx counts in
       ``reports_sent``, a report given up on in ``reports_failed``.
     - ``flush(timeout)`` waits for the queue to drain (retrying at once);
-      ``close(timeout)`` flushes and stops the thread; what cannot be
+      ``close(timeout)`` flushes and stops the threads; what cannot be
       delivered by then is dropped. Live sinks are closed at interpreter
       exit, waiting at most ``exit_timeout`` seconds.
 
-    ``ssl_context`` is used for ``https://`` collectors (default: the system
-    trust store). Do not put a report collector on a host that the same
-    policy pins in enforce mode: its reports could not get through.
+    Do not put a report collector on a host that the same policy pins in
+    enforce mode: its reports could not get through.
     """
 
     def __init__(
@@ -311,11 +644,28 @@ class HTTPSink:
         exit_timeout: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         max_tracked: int = 10_000,
+        workers: int = DEFAULT_WORKERS,
+        allow_server_report_uris: bool = False,
+        server_uri_limit: int = 10,
+        server_uri_window: float = 3600.0,
     ) -> None:
         self.uris = tuple(uris)
+        self._own_targets: dict[str, _Target] = {}
         for uri in self.uris:
-            if not uri.startswith(("http://", "https://")):
-                raise ValueError(f"report URI {uri!r} is not an http(s) URL")
+            try:
+                self._own_targets[uri] = _parse_target(uri, server=False)
+            except _Refused as exc:
+                raise ValueError(f"report URI {_shown(uri)} {exc}") from None
+        self.headers = dict(headers or {})
+        for name, value in self.headers.items():
+            if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"header name {name!r} is not a valid HTTP header name")
+            if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
+                raise ValueError(f"header {name!r}: the value holds a line break or a control character")
+            if name.lower() in _FRAMING_HEADERS:
+                raise ValueError(f"header {name!r} is written by the sink itself")
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
         self.queue_size = queue_size
         self.timeout = timeout
         self.retries = retries
@@ -325,27 +675,43 @@ class HTTPSink:
         self.host_limit = host_limit
         self.host_window = host_window
         self.ssl_context = ssl_context
-        self.headers = dict(headers or {})
         self.exit_timeout = exit_timeout
         self.clock = clock
         self.max_tracked = max_tracked
+        self.workers = workers
+        self.allow_server_report_uris = allow_server_report_uris
+        self.server_uri_limit = server_uri_limit
+        self.server_uri_window = server_uri_window
+        self._server_context: ssl.SSLContext | None = None
         self._init_state()
         _live_sinks.add(self)
 
     def _init_state(self) -> None:
         self._pid = os.getpid()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the admission tables and the log throttles
+        self._context_lock = threading.Lock()
+        # Everything about jobs is guarded by _cond.
         self._cond = threading.Condition(threading.Lock())
-        self._queue: queue.Queue[Any] = queue.Queue(self.queue_size)
+        self._queues: dict[tuple[bool, str, str, int], deque[_Job]] = {}
+        # Destinations with queued jobs and no attempt in flight, in turn order.
+        self._ready: OrderedDict[tuple[bool, str, str, int], None] = OrderedDict()
+        self._ready_server: OrderedDict[tuple[bool, str, str, int], None] = OrderedDict()
+        self._busy: set[tuple[bool, str, str, int]] = set()
+        self._busy_server = 0
+        self._queued = 0
+        self._retry: list[_Job] = []
         self._pending = 0  # queued, waiting for a retry, or being sent
         self._hurry = 0  # flushes/closes waiting: retry at once
         self._closed = False
         self._deadline: float | None = None
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
         self._seen: OrderedDict[tuple[Any, ...], float] = OrderedDict()
         self._hosts: dict[str, tuple[float, int]] = {}
+        self._destinations: dict[str, tuple[float, int]] = {}
         self._seq = itertools.count()
         self._last_drop_log = -1e18
+        self._last_refusal_log = -1e18
 
     # -- the caller's side ------------------------------------------------------------
 
@@ -367,59 +733,125 @@ class HTTPSink:
             self._seen.move_to_end(key)
             while len(self._seen) > self.max_tracked:
                 self._seen.popitem(last=False)
-            if len(self._hosts) > self.max_tracked:
-                for host in [h for h, (s, _) in self._hosts.items() if now - s >= self.host_window]:
-                    del self._hosts[host]
-                while len(self._hosts) > self.max_tracked:
-                    del self._hosts[next(iter(self._hosts))]
+            self._trim(self._hosts, now, self.host_window)
         return True
+
+    def _admit_destination(self, host: str) -> bool:
+        """The per-destination rate limit of server-chosen URIs. True: send it."""
+        now = self.clock()
+        with self._lock:
+            start, count = self._destinations.get(host, (now, 0))
+            if now - start >= self.server_uri_window:
+                start, count = now, 0
+            if count >= self.server_uri_limit:
+                return False
+            self._destinations[host] = (start, count + 1)
+            self._trim(self._destinations, now, self.server_uri_window)
+        return True
+
+    def _trim(self, table: dict[str, tuple[float, int]], now: float, window: float) -> None:
+        # With self._lock held: keep a rate table within max_tracked (expired windows first).
+        if len(table) > self.max_tracked:
+            for name in [n for n, (s, _) in table.items() if now - s >= window]:
+                del table[name]
+            while len(table) > self.max_tracked:
+                del table[next(iter(table))]
+
+    def _log_throttled(self, attribute: str, interval: float, message: str, *args: Any) -> None:
+        """A warning at most once per ``interval`` per sink; DEBUG in between."""
+        now = time.monotonic()
+        with self._lock:
+            loud = now - getattr(self, attribute) >= interval
+            if loud:
+                setattr(self, attribute, now)
+        _delivery_log.log(logging.WARNING if loud else logging.DEBUG, message, *args)
+
+    def _refuse(self, report: ViolationReport, uri: str, why: str, outcome: str = "refused") -> None:
+        METRICS.count_report(report.hostname, report.entry, outcome)
+        self._log_throttled(
+            "_last_refusal_log", _REFUSAL_LOG_INTERVAL,
+            "refused to send the pin violation report for %s to %s: it %s (counted in reports_%s; "
+            "more within a minute are logged at DEBUG)",
+            report.hostname, _shown(uri), why, outcome,
+        )
 
     def send(self, report: ViolationReport) -> None:
         """Queue the report for each collector; never blocks."""
-        uris = tuple(dict.fromkeys(report.report_uri + self.uris))
-        if not uris:
+        operator = tuple(dict.fromkeys(report.report_uri + self.uris))
+        server = tuple(
+            u for u in dict.fromkeys(report.server_report_uri[:MAX_SERVER_REPORT_URIS]) if u not in operator
+        )
+        if not operator and not server:
             return
-        if os.getpid() != self._pid:  # forked: the worker thread did not come along
+        if os.getpid() != self._pid:  # forked: the sender threads did not come along
             self._init_state()
+        targets: list[_Target] = []
+        for uri in operator:
+            own = self._own_targets.get(uri)
+            if own is not None:
+                targets.append(own)
+                continue
+            try:
+                targets.append(_parse_target(uri, server=False))
+            except _Refused as exc:  # a policy entry's report_uri that cannot be used
+                self._refuse(report, uri, str(exc), "failed")
+        chosen: list[_Target] = []
+        for uri in server:
+            if not self.allow_server_report_uris:
+                self._refuse(report, uri, "was chosen by the server, and server-chosen report URIs are off "
+                             "(HTTPSink(allow_server_report_uris=True) allows public https ones)")
+                continue
+            try:
+                chosen.append(_parse_target(uri, server=True))
+            except _Refused as exc:
+                self._refuse(report, uri, f"was chosen by the server and {exc}")
+        if not targets and not chosen:
+            return
         if self._closed:
-            METRICS.count_report(report.hostname, report.entry, "dropped", len(uris))
+            METRICS.count_report(report.hostname, report.entry, "dropped", len(targets) + len(chosen))
             return
         if not self._admit(report):
             METRICS.count_report(report.hostname, report.entry, "suppressed")
             return
-        for uri in uris:
-            with self._cond:
-                self._pending += 1
-            try:
-                self._queue.put_nowait(_Job(0.0, 0, uri, report))
-            except queue.Full:
-                self._finish_one()
-                METRICS.count_report(report.hostname, report.entry, "dropped")
-                now = time.monotonic()
-                if now - self._last_drop_log >= 60.0:
-                    self._last_drop_log = now
-                    _delivery_log.warning(
-                        "pin violation report queue is full (%d); dropping reports (see reports_dropped)",
-                        self.queue_size,
-                    )
-        self._ensure_worker()
-        if self._closed and (self._thread is None or not self._thread.is_alive()):
-            self._drain_dropped()  # closed meanwhile by another thread: nobody will send these
+        for target in chosen:
+            if self._admit_destination(target.host):
+                targets.append(target)
+            else:
+                METRICS.count_report(report.hostname, report.entry, "suppressed")
+        for target in targets:
+            self._enqueue(_Job(0.0, 0, target, report))
 
-    def _ensure_worker(self) -> None:
-        if self._thread is not None:
-            return
-        with self._lock:
-            if self._thread is None and not self._closed:
-                thread = threading.Thread(target=self._run, name="pinengine-report-sender", daemon=True)
-                thread.start()
-                self._thread = thread
-
-    def _finish_one(self) -> None:
+    def _enqueue(self, job: _Job) -> None:
+        report = job.report
         with self._cond:
-            self._pending -= 1
-            if self._pending <= 0:
-                self._cond.notify_all()
+            if self._closed:
+                outcome = "dropped"
+            elif self._queued >= self.queue_size:
+                outcome = "full"
+            else:
+                outcome = ""
+                key = job.target.key
+                jobs = self._queues.get(key)
+                if jobs is None:
+                    jobs = self._queues[key] = deque()
+                jobs.append(job)
+                self._queued += 1
+                self._pending += 1
+                if key not in self._busy:
+                    (self._ready_server if job.target.server else self._ready)[key] = None
+                    if self._idle:
+                        self._cond.notify_all()  # flush() waits on _cond too: wake every waiter
+                    elif len(self._threads) < self.workers:
+                        thread = threading.Thread(target=self._run, name="pinengine-report-sender", daemon=True)
+                        self._threads.append(thread)
+                        thread.start()
+        if outcome:
+            METRICS.count_report(report.hostname, report.entry, "dropped")
+        if outcome == "full":
+            self._log_throttled(
+                "_last_drop_log", _DROP_LOG_INTERVAL,
+                "pin violation report queue is full (%d); dropping reports (see reports_dropped)", self.queue_size,
+            )
 
     # -- flushing and closing ------------------------------------------------------------
 
@@ -428,69 +860,61 @@ class HTTPSink:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             self._hurry += 1
-        try:
-            with self._cond:
+            self._cond.notify_all()
+            try:
                 while self._pending > 0:
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
                         return False
                     self._cond.wait(left)
                 return True
-        finally:
-            with self._cond:
+            finally:
                 self._hurry -= 1
 
     def close(self, timeout: float | None = 5.0) -> bool:
-        """Stop accepting reports, deliver what is queued within ``timeout`` s, stop the thread.
+        """Stop accepting reports, deliver what is queued within ``timeout`` s, stop the threads.
 
         Returns True when everything queued was delivered or given up on;
         False when reports were still undelivered at the deadline (they are
         dropped and counted in ``reports_dropped``).
         """
-        with self._lock:
-            if self._closed:
-                thread = self._thread
-                already = True
-            else:
-                self._closed = True
-                already = False
-                thread = self._thread
-        _live_sinks.discard(self)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
+            self._closed = True
             self._deadline = deadline
-        if thread is None:
-            self._drain_dropped()
+            threads = list(self._threads)
+            self._cond.notify_all()
+        _live_sinks.discard(self)
+        if not threads:
+            self._drop_queued()
             return True
-        if not already:
-            self._wake()
         done = self.flush(timeout)
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        thread.join(left)
-        if thread.is_alive():
-            # The worker is stuck in a POST: drop what is still queued now (it
-            # drops its pending retries itself when the POST returns).
-            self._drain_dropped()
+        for thread in threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if any(thread.is_alive() for thread in threads):
+            # A sender is stuck in an attempt (it ends at the attempt's
+            # deadline): drop what is still queued now.
+            self._drop_queued()
             return False
         return done
 
-    def _wake(self) -> None:
-        # Wake a worker blocked on an empty queue so that it sees the close.
-        if self._thread is not None:
-            try:
-                self._queue.put_nowait(_STOP)
-            except queue.Full:
-                pass  # the worker is busy with the queue, and checks for the close between jobs
+    def _drop_queued(self) -> None:
+        with self._cond:
+            dropped = self._take_queued()
+        for job in dropped:
+            METRICS.count_report(job.report.hostname, job.report.entry, "dropped")
 
-    def _drain_dropped(self) -> None:
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if isinstance(job, _Job):
-                METRICS.count_report(job.report.hostname, job.report.entry, "dropped")
-                self._finish_one()
+    def _take_queued(self) -> list[_Job]:
+        # With self._cond held: remove every queued job and pending retry (they are dropped).
+        jobs = [job for queue_ in self._queues.values() for job in queue_] + self._retry
+        self._queues.clear()
+        self._ready.clear()
+        self._ready_server.clear()
+        self._retry = []
+        self._queued = 0
+        self._pending -= len(jobs)
+        self._cond.notify_all()
+        return jobs
 
     def __enter__(self) -> HTTPSink:
         return self
@@ -498,108 +922,238 @@ class HTTPSink:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- the worker ----------------------------------------------------------------------
+    # -- the senders ----------------------------------------------------------------------
 
     def _run(self) -> None:
-        retry: list[_Job] = []
         while True:
-            now = time.monotonic()
-            hurry = self._hurry > 0 or self._closed
-            deadline = self._deadline
-            if deadline is not None and now >= deadline:
-                for job in retry:
-                    METRICS.count_report(job.report.hostname, job.report.entry, "dropped")
-                    self._finish_one()
-                self._drain_dropped()
+            job = self._next_job()
+            if job is None:
                 return
-            if retry and (hurry or retry[0].due <= now):
-                self._attempt(heapq.heappop(retry), retry)
-                continue
-            if self._closed and not retry and self._queue.empty():
-                return
-            wait = None
-            if retry:
-                # Poll while retries wait, so that a flush can hurry them along.
-                wait = min(max(0.0, retry[0].due - now), _RETRY_POLL)
-            if deadline is not None:
-                left = max(0.0, deadline - now)
-                wait = left if wait is None else min(wait, left)
             try:
-                job = self._queue.get(timeout=wait) if wait is not None else self._queue.get()
-            except queue.Empty:
-                continue
-            if isinstance(job, _Job):
-                self._attempt(job, retry)
+                outcome, retry_after, detail = self._post(job.target, job.report)
+            except _Refused as exc:
+                outcome, retry_after, detail = "refused", None, str(exc)
+            except Exception as exc:  # a bug or an odd URL must not kill the sender
+                _delivery_log.exception("sending a pin violation report to %s failed", _shown(job.target.uri))
+                outcome, retry_after, detail = "fail", None, f"{type(exc).__name__}: {exc}"
+            self._finish(job, outcome, retry_after, detail)
 
-    def _attempt(self, job: _Job, retry: list[_Job]) -> None:
+    def _next_job(self) -> _Job | None:
+        """The next job this sender should attempt (its destination is then busy); None: stop."""
+        me = threading.current_thread()
+        idle_since: float | None = None
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                deadline = self._deadline
+                if deadline is not None and now >= deadline:
+                    dropped = self._take_queued()
+                    self._leave(me)
+                    break
+                hurry = self._hurry > 0 or self._closed
+                while self._retry and (hurry or self._retry[0].due <= now):
+                    due = heapq.heappop(self._retry)
+                    self._pending -= 1  # _queue_locked counts it again
+                    self._queue_locked(due)
+                job = self._pick()
+                if job is not None:
+                    return job
+                if self._queued or self._retry:
+                    idle_since = None
+                else:  # nothing to do: stop when closed, or when idle for long
+                    if idle_since is None:
+                        idle_since = now
+                    if self._closed or now - idle_since >= _IDLE_EXIT:
+                        self._leave(me)
+                        return None
+                wait = self._retry[0].due - now if self._retry else None
+                if idle_since is not None:
+                    wait = idle_since + _IDLE_EXIT - now
+                if deadline is not None:
+                    wait = deadline - now if wait is None else min(wait, deadline - now)
+                self._idle += 1
+                try:
+                    self._cond.wait(wait)
+                finally:
+                    self._idle -= 1
+        for job in dropped:
+            METRICS.count_report(job.report.hostname, job.report.entry, "dropped")
+        return None
+
+    def _leave(self, me: threading.Thread) -> None:
+        # With self._cond held: this sender stops.
+        if me in self._threads:
+            self._threads.remove(me)
+
+    def _queue_locked(self, job: _Job) -> None:
+        key = job.target.key
+        jobs = self._queues.get(key)
+        if jobs is None:
+            jobs = self._queues[key] = deque()
+        jobs.append(job)
+        self._queued += 1
+        self._pending += 1
+        if key not in self._busy:
+            (self._ready_server if job.target.server else self._ready)[key] = None
+
+    def _pick(self) -> _Job | None:
+        # With self._cond held. The operator's destinations first; server-chosen
+        # ones may hold all senders but one.
+        ready = self._ready
+        if not ready and self._busy_server < max(1, self.workers - 1):
+            ready = self._ready_server
+        if not ready:
+            return None
+        key, _ = ready.popitem(last=False)
+        jobs = self._queues[key]
+        job = jobs.popleft()
+        if not jobs:
+            del self._queues[key]
+        self._queued -= 1
+        self._busy.add(key)
+        if job.target.server:
+            self._busy_server += 1
+        return job
+
+    def _finish(self, job: _Job, outcome: str, retry_after: float | None, detail: str) -> None:
         report = job.report
-        try:
-            outcome, retry_after, detail = self._post(job.uri, report)
-        except Exception as exc:  # a bug or an odd URL must not kill the worker
-            _delivery_log.exception("sending a pin violation report to %s failed", job.uri)
-            outcome, retry_after, detail = "fail", None, f"{type(exc).__name__}: {exc}"
-        if outcome == "sent":
+        target = job.target
+        delay = 0.0
+        with self._cond:
+            key = target.key
+            self._busy.discard(key)
+            if target.server:
+                self._busy_server -= 1
+            if key in self._queues:
+                (self._ready_server if target.server else self._ready)[key] = None
+            if outcome == "retry":
+                deadline = self._deadline
+                if deadline is not None and time.monotonic() >= deadline:
+                    outcome = "dropped"  # closing, and out of time
+                elif job.attempt < self.retries and len(self._retry) < self.queue_size:
+                    delay = min(self.max_backoff, self.backoff * (2 ** job.attempt)) * random.uniform(0.5, 1.0)
+                    if retry_after is not None:
+                        delay = max(delay, min(retry_after, self.max_backoff))
+                    job.attempt += 1
+                    job.due = time.monotonic() + delay
+                    job.seq = next(self._seq)
+                    heapq.heappush(self._retry, job)
+                else:
+                    outcome = "fail"
+            if outcome != "retry":
+                self._pending -= 1
+            self._cond.notify_all()
+        if outcome == "retry":
+            _delivery_log.debug("report for %s to %s failed (%s); retry in %.2fs", report.hostname,
+                                _shown(target.uri), detail, delay)
+        elif outcome == "sent":
             METRICS.count_report(report.hostname, report.entry, "sent")
-            self._finish_one()
-            return
-        if outcome == "retry" and job.attempt < self.retries and len(retry) < self.queue_size:
-            delay = min(self.max_backoff, self.backoff * (2 ** job.attempt)) * random.uniform(0.5, 1.0)
-            if retry_after is not None:
-                delay = max(delay, min(retry_after, self.max_backoff))
-            _delivery_log.debug("report for %s to %s failed (%s); retry in %.2fs", report.hostname, job.uri, detail,
-                                delay)
-            job.attempt += 1
-            job.due = time.monotonic() + delay
-            job.seq = next(self._seq)
-            heapq.heappush(retry, job)
-            return
-        METRICS.count_report(report.hostname, report.entry, "failed")
-        _delivery_log.warning(
-            "could not deliver pin violation report for %s to %s after %d attempt(s): %s",
-            report.hostname, job.uri, job.attempt + 1, detail,
-        )
-        self._finish_one()
+        elif outcome == "dropped":
+            METRICS.count_report(report.hostname, report.entry, "dropped")
+        elif outcome == "refused":
+            self._refuse(report, target.uri, f"was chosen by the server and {detail}")
+        else:
+            METRICS.count_report(report.hostname, report.entry, "failed")
+            _delivery_log.warning(
+                "could not deliver pin violation report for %s to %s after %d attempt(s): %s",
+                report.hostname, _shown(target.uri), job.attempt + 1, detail,
+            )
 
-    def _post(self, uri: str, report: ViolationReport) -> tuple[str, float | None, str]:
-        """POST once: ``("sent" | "retry" | "fail", retry-after seconds, detail)``."""
-        parts = urlsplit(uri)
-        path = parts.path or "/"
-        if parts.query:
-            path += "?" + parts.query
+    # -- one attempt ------------------------------------------------------------------------
+
+    def _operator_tls_context(self) -> ssl.SSLContext:
+        """The operator's ``ssl_context`` (default: the system trust store)."""
+        with self._context_lock:
+            if self.ssl_context is None:
+                self.ssl_context = ssl.create_default_context()
+            return self.ssl_context
+
+    def _server_tls_context(self) -> ssl.SSLContext:
+        """The context of server-chosen URIs: the system trust store, never the operator's context."""
+        with self._context_lock:
+            if self._server_context is None:
+                self._server_context = ssl.create_default_context()
+            return self._server_context
+
+    def _request(self, target: _Target, body: bytes) -> bytes:
         from . import __version__
 
         headers = {
+            "Host": target.host_header,
             "Content-Type": "application/json",
             "User-Agent": f"pinengine/{__version__}",
-            **self.headers,
         }
-        conn: http.client.HTTPConnection
-        try:
-            if parts.scheme == "https":
-                if self.ssl_context is None:
-                    self.ssl_context = ssl.create_default_context()  # only the worker thread gets here
-                context = self.ssl_context
-                conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=self.timeout,
-                                                   context=context)
-            else:
-                conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=self.timeout)
+        if not target.server:  # the operator's headers (credentials) go to the operator's collectors only
+            for name, value in self.headers.items():
+                for standard in [h for h in headers if h.lower() == name.lower()]:
+                    del headers[standard]
+                headers[name] = value
+        lines = [f"POST {target.request_target} HTTP/1.1"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        lines += [f"Content-Length: {len(body)}", "Connection: close"]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+    def _connect(self, target: _Target, deadline: float) -> socket.socket:
+        """A connection (TLS done, for https) to ``target``; raise ``_Refused`` for a non-public server-chosen one."""
+        infos = _resolve(target.host, target.port, deadline, target.server)
+        if not infos:
+            raise OSError(f"{target.host} has no address")
+        if target.server:
+            for info in infos:
+                address = str(info[4][0])
+                ip = _ip(address)
+                problem = "not an IP address" if ip is None else _address_problem(ip)
+                if problem is not None:
+                    raise _Refused(f"{target.host} resolves to {address}, {problem}")
+        error: OSError | None = None
+        for family, kind, proto, _, sockaddr in infos:  # the addresses checked above, no second lookup
+            sock = socket.socket(family, kind, proto)
             try:
-                conn.request("POST", path, body=report.to_json(), headers=headers)
-                response = conn.getresponse()
-                response.read()
-                status = response.status
-                retry_after = response.getheader("Retry-After")
+                sock.settimeout(_left(deadline))
+                sock.connect(sockaddr)
+            except OSError as exc:
+                sock.close()
+                error = exc
+                if isinstance(exc, TimeoutError):
+                    break
+                continue
+            if target.scheme != "https":
+                return sock
+            context = self._server_tls_context() if target.server else self._operator_tls_context()
+            try:
+                tls = context.wrap_socket(sock, server_hostname=target.host, do_handshake_on_connect=False)
+            except BaseException:
+                sock.close()
+                raise
+            try:
+                tls.settimeout(_left(deadline))
+                tls.do_handshake()
+            except BaseException:
+                tls.close()
+                raise
+            return tls
+        assert error is not None
+        raise error
+
+    def _post(self, target: _Target, report: ViolationReport) -> tuple[str, float | None, str]:
+        """POST once, within ``timeout`` seconds in all: ``("sent" | "retry" | "fail", retry-after, detail)``."""
+        deadline = time.monotonic() + self.timeout
+        request = self._request(target, report.to_json())
+        try:
+            sock = self._connect(target, deadline)
+            try:
+                _send_all(sock, request, deadline)
+                status, retry_after = _read_answer(sock, deadline)
             finally:
-                conn.close()
-        except (OSError, http.client.HTTPException) as exc:
+                sock.close()
+        except OSError as exc:
             return "retry", None, f"{type(exc).__name__}: {exc}"
+        except _BadAnswer as exc:
+            return "fail", None, str(exc)
         if 200 <= status < 300:
             return "sent", None, str(status)
-        wait = None
-        if retry_after and retry_after.strip().isdigit():
-            wait = float(retry_after.strip())
         if status in (408, 429) or status >= 500:
-            return "retry", wait, f"HTTP {status}"
+            return "retry", retry_after, f"HTTP {status}"
         return "fail", None, f"HTTP {status}"
 
 
