@@ -9,9 +9,16 @@ import re
 from typing import Any, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
-from ._base import Change, PinRecord, PinStore, StoreError
+from ._base import Change, CountedChange, PinRecord, PinStore, StoreError, noted_domain
 
 __all__ = ["RedisStore"]
+
+#: The most expired HPKP entries one note removes from the index (the rest go with later notes).
+_PURGE_BATCH = 1000
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _redact(url: str) -> str:
@@ -37,7 +44,10 @@ class RedisStore(PinStore):
     retried on conflict), so processes on many machines can share the store
     and race safely. A record with ``expires_at`` also expires in Redis
     (PEXPIREAT, on the Redis server's clock). Distinct ``namespace`` values
-    keep stores apart within one database. Redis errors become StoreError;
+    keep stores apart within one database. HPKP records are also indexed,
+    in the same transactions, in two sorted sets: ``<namespace>:noted``
+    (host, scored by expiry) and ``<namespace>:noted-domains`` (``"<domain>
+    <host>"``), which the caps on noting count. Redis errors become StoreError;
     a value that is not a valid record raises StoreError naming its key and
     is left as it is.
     """
@@ -73,6 +83,8 @@ class RedisStore(PinStore):
             self.where = f"Redis at {kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
         self.namespace = namespace
         self._prefix = f"{namespace}:pin:"
+        self._noted_key = f"{namespace}:noted"
+        self._domains_key = f"{namespace}:noted-domains"
         self._max_attempts = max_attempts
 
     def __repr__(self) -> str:
@@ -125,6 +137,23 @@ class RedisStore(PinStore):
                         records.append(record)
         return records
 
+    def _write(self, pipe: Any, host: str, current: PinRecord | None, new: PinRecord | None) -> None:
+        """Queue (after MULTI) replacing ``current`` by ``new``, and the matching change of the HPKP index."""
+        key = self._key(host)
+        if new is None:
+            pipe.delete(key)
+        else:
+            pipe.set(key, json.dumps(new.to_dict(), allow_nan=False))
+            if new.expires_at is not None:
+                pipe.pexpireat(key, math.ceil(new.expires_at * 1000))
+        member = f"{noted_domain(host)} {host}"
+        if new is not None and new.source == "hpkp":
+            pipe.zadd(self._noted_key, {host: math.inf if new.expires_at is None else new.expires_at})
+            pipe.zadd(self._domains_key, {member: 0})
+        elif current is not None and current.source == "hpkp":
+            pipe.zrem(self._noted_key, host)
+            pipe.zrem(self._domains_key, member)
+
     def _transact(self, host: str, change: Change) -> PinRecord | None:
         key = self._key(host)
         with self._errors("cannot write"):
@@ -137,17 +166,68 @@ class RedisStore(PinStore):
                         if new is current:
                             return current
                         pipe.multi()
-                        if new is None:
-                            pipe.delete(key)
-                        else:
-                            pipe.set(key, json.dumps(new.to_dict(), allow_nan=False))
-                            if new.expires_at is not None:
-                                pipe.pexpireat(key, math.ceil(new.expires_at * 1000))
+                        self._write(pipe, host, current, new)
                         pipe.execute()
                         return new
                     except self._exceptions.WatchError:
                         continue  # someone else changed the key meanwhile: look again
         raise StoreError(f"{self.where}: key {key!r}: gave up after {self._max_attempts} conflicting updates")
+
+    def _transact_counted(self, host: str, change: CountedChange, now: float) -> PinRecord | None:
+        # WATCH the record and both index keys: a note elsewhere in the fleet meanwhile makes EXEC fail and
+        # this one count again. The domain's members are few (the per-domain cap), so they are read one by one.
+        key = self._key(host)
+        domain = noted_domain(host)
+        with self._errors("cannot write"):
+            for _ in range(self._max_attempts):
+                with self._client.pipeline(transaction=True) as pipe:
+                    try:
+                        pipe.watch(key, self._noted_key, self._domains_key)
+                        current = self._parse(key, pipe.get(key))
+                        expired = [_text(h) for h in pipe.zrangebyscore(
+                            self._noted_key, "-inf", repr(now), start=0, num=_PURGE_BATCH)]
+                        live_after = f"({now!r}"
+                        total = int(pipe.zcount(self._noted_key, live_after, "+inf"))
+                        members = [_text(m) for m in pipe.zrangebylex(self._domains_key, f"[{domain} ", f"({domain}!")]
+                        hosts = [m.partition(" ")[2] for m in members]
+                        scores = pipe.zmscore(self._noted_key, hosts) if hosts else []
+                        live = {h for h, score in zip(hosts, scores) if score is not None and float(score) > now}
+                        stale = [m for m, h in zip(members, hosts) if h not in live]
+                        score = pipe.zscore(self._noted_key, host)
+                        own = 1 if score is not None and float(score) > now else 0
+                        new = change(current, len(live) - (host in live), total - own)
+                        if new is current and not expired and not stale:
+                            return current
+                        pipe.multi()
+                        if expired:
+                            pipe.zrem(self._noted_key, *expired)
+                            pipe.zrem(self._domains_key, *(f"{noted_domain(h)} {h}" for h in expired))
+                        if stale:
+                            pipe.zrem(self._domains_key, *stale)
+                        if new is not current:
+                            self._write(pipe, host, current, new)
+                        pipe.execute()
+                        return new
+                    except self._exceptions.WatchError:
+                        continue
+        raise StoreError(f"{self.where}: key {key!r}: gave up after {self._max_attempts} conflicting updates")
+
+    def _noted_hosts(self, limit: int, now: float) -> list[tuple[str, bool]]:
+        found = []
+        with self._errors("cannot read"):
+            hosts = [_text(h) for h in self._client.zrangebyscore(
+                self._noted_key, f"({now!r}", "+inf", start=0, num=limit)]
+            for start in range(0, len(hosts), 500):
+                chunk = hosts[start:start + 500]
+                for host, raw in zip(chunk, self._client.mget([self._key(h) for h in chunk]), strict=True):
+                    try:
+                        record = self._parse(self._key(host), raw)
+                    except StoreError:  # unreadable: listed as noted, and its subdomains too (fail closed)
+                        found.append((host, True))
+                        continue
+                    if record is not None and record.source == "hpkp" and record.is_live(now):
+                        found.append((record.host, record.include_subdomains))
+        return found
 
     def _close(self) -> None:
         if self._owned:
