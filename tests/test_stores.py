@@ -476,6 +476,26 @@ def test_redis_expiry_is_real(redis_spec: Spec) -> None:
     client.close()
 
 
+def test_redis_hpkp_index_leaves_no_key_behind(redis_spec: Spec) -> None:
+    # Hosts noted with a short life, under many domains: once they expire, no index key of theirs remains.
+    client = _redis_client(redis_spec[1])
+    ns = redis_spec[2]
+    with open_spec(redis_spec) as store:
+        now = time.time()
+        for i in range(20):
+            record = PinRecord.create(f"h.d{i}.example", [pin(1)], source="hpkp", now=now, ttl=0.3)
+            assert store.note_hpkp(record, max_hosts=100, max_hosts_per_domain=5, now=now)[0] == "noted"
+        assert client.zcard(f"{ns}:noted") == 20 and client.exists(f"{ns}:noted:d3.example") == 1
+        time.sleep(0.5)
+        assert not [k for k in client.scan_iter(match=f"{ns}:noted:*")]  # expired with their last member
+        later = PinRecord.create("h.other.example", [pin(2)], source="hpkp", ttl=600)
+        assert store.note_hpkp(later, max_hosts=1, max_hosts_per_domain=1)[0] == "noted"  # the expired held no room
+        assert client.zrange(f"{ns}:noted", 0, -1) == [b"h.other.example"]
+        store.put(PinRecord.create("h.other.example", [pin(2)], source="tofu"))  # no longer an HPKP record
+        assert client.zcard(f"{ns}:noted") == 0 and client.zcard(f"{ns}:noted:other.example") == 0
+    client.close()
+
+
 def test_redis_accepts_a_client(redis_spec: Spec) -> None:
     client = _redis_client(redis_spec[1])
     store = RedisStore(client, namespace=redis_spec[2])

@@ -325,7 +325,10 @@ def parse_header(value: str, *, report_only: bool = False) -> HPKPHeader:
     ...), are ignored; a header with nothing else (possible only in
     report-only) is invalid, as an empty one is. Raises HPKPError for
     anything malformed, quoting the header and naming the problem; nothing
-    is repaired.
+    is repaired. A server chooses every byte of the value, so it is bounded
+    too: a value longer than ``MAX_HEADER_LENGTH`` is refused unread, and
+    one with more than ``MAX_PINS`` distinct pins or a report-uri longer
+    than ``MAX_REPORT_URI_LENGTH`` is refused; the parse is linear.
     """
     if not isinstance(value, str):
         raise TypeError(f"a header value must be str, not {type(value).__name__}")
@@ -529,7 +532,7 @@ def _absolute_report_uri(uri: str | None, url: str | None) -> str | None:
     if not uri:
         return None
     if url:
-        uri = urllib.parse.urljoin(url[:MAX_REPORT_URI_LENGTH + 1], uri)
+        uri = urllib.parse.urljoin(url, uri)
     if len(uri) > MAX_REPORT_URI_LENGTH:
         raise ValueError(
             f"report-uri resolved against the request URL is longer than {MAX_REPORT_URI_LENGTH} characters "

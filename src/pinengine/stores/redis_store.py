@@ -13,9 +13,6 @@ from ._base import Change, CountedChange, PinRecord, PinStore, StoreError, noted
 
 __all__ = ["RedisStore"]
 
-#: The most expired HPKP entries one note removes from the index (the rest go with later notes).
-_PURGE_BATCH = 1000
-
 
 def _text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
@@ -45,9 +42,10 @@ class RedisStore(PinStore):
     and race safely. A record with ``expires_at`` also expires in Redis
     (PEXPIREAT, on the Redis server's clock). Distinct ``namespace`` values
     keep stores apart within one database. HPKP records are also indexed,
-    in the same transactions, in two sorted sets: ``<namespace>:noted``
-    (host, scored by expiry) and ``<namespace>:noted-domains`` (``"<domain>
-    <host>"``), which the caps on noting count. Redis errors become StoreError;
+    in the same transactions, in sorted sets of hosts scored by expiry:
+    ``<namespace>:noted`` (all) and ``<namespace>:noted:<domain>`` (per
+    registrable domain, expiring with its last member), which the caps on
+    noting count with ZCOUNT (any Redis version of the last decade). Redis errors become StoreError;
     a value that is not a valid record raises StoreError naming its key and
     is left as it is.
     """
@@ -84,7 +82,6 @@ class RedisStore(PinStore):
         self.namespace = namespace
         self._prefix = f"{namespace}:pin:"
         self._noted_key = f"{namespace}:noted"
-        self._domains_key = f"{namespace}:noted-domains"
         self._max_attempts = max_attempts
 
     def __repr__(self) -> str:
@@ -137,8 +134,28 @@ class RedisStore(PinStore):
                         records.append(record)
         return records
 
-    def _write(self, pipe: Any, host: str, current: PinRecord | None, new: PinRecord | None) -> None:
-        """Queue (after MULTI) replacing ``current`` by ``new``, and the matching change of the HPKP index."""
+    def _domain_key(self, host: str) -> str:
+        return f"{self._noted_key}:{noted_domain(host)}"
+
+    def _index_plan(self, pipe: Any, host: str, current: PinRecord | None, new: PinRecord | None) -> float | None:
+        """Before MULTI, for a change touching an HPKP record: WATCH the domain's index, return its latest expiry.
+
+        None when the HPKP index is not touched.
+        """
+        if not any(r is not None and r.source == "hpkp" for r in (current, new)):
+            return None
+        domain_key = self._domain_key(host)
+        pipe.watch(domain_key)
+        last = pipe.zrange(domain_key, -1, -1, withscores=True)
+        return float(last[0][1]) if last else -math.inf
+
+    def _write(
+        self, pipe: Any, host: str, current: PinRecord | None, new: PinRecord | None, latest: float | None
+    ) -> None:
+        """Queue (after MULTI) replacing ``current`` by ``new``, and the matching change of the HPKP index.
+
+        ``latest``: what ``_index_plan`` returned.
+        """
         key = self._key(host)
         if new is None:
             pipe.delete(key)
@@ -146,13 +163,22 @@ class RedisStore(PinStore):
             pipe.set(key, json.dumps(new.to_dict(), allow_nan=False))
             if new.expires_at is not None:
                 pipe.pexpireat(key, math.ceil(new.expires_at * 1000))
-        member = f"{noted_domain(host)} {host}"
+        if latest is None:
+            return
+        domain_key = self._domain_key(host)
         if new is not None and new.source == "hpkp":
-            pipe.zadd(self._noted_key, {host: math.inf if new.expires_at is None else new.expires_at})
-            pipe.zadd(self._domains_key, {member: 0})
-        elif current is not None and current.source == "hpkp":
+            score = math.inf if new.expires_at is None else new.expires_at
+            pipe.zadd(self._noted_key, {host: score})
+            pipe.zadd(domain_key, {host: score})
+            # The domain's index lives as long as its longest-lived member: no key is left behind.
+            latest = max(latest, score)
+            if latest == math.inf:
+                pipe.persist(domain_key)
+            else:
+                pipe.pexpireat(domain_key, math.ceil(latest * 1000))
+        else:
             pipe.zrem(self._noted_key, host)
-            pipe.zrem(self._domains_key, member)
+            pipe.zrem(domain_key, host)
 
     def _transact(self, host: str, change: Change) -> PinRecord | None:
         key = self._key(host)
@@ -165,8 +191,9 @@ class RedisStore(PinStore):
                         new = change(current)
                         if new is current:
                             return current
+                        latest = self._index_plan(pipe, host, current, new)
                         pipe.multi()
-                        self._write(pipe, host, current, new)
+                        self._write(pipe, host, current, new, latest)
                         pipe.execute()
                         return new
                     except self._exceptions.WatchError:
@@ -174,38 +201,30 @@ class RedisStore(PinStore):
         raise StoreError(f"{self.where}: key {key!r}: gave up after {self._max_attempts} conflicting updates")
 
     def _transact_counted(self, host: str, change: CountedChange, now: float) -> PinRecord | None:
-        # WATCH the record and both index keys: a note elsewhere in the fleet meanwhile makes EXEC fail and
-        # this one count again. The domain's members are few (the per-domain cap), so they are read one by one.
+        # WATCH the record and both indexes: a note elsewhere in the fleet meanwhile makes EXEC fail, and
+        # this one counts again. Expired members are removed from both indexes on the way.
         key = self._key(host)
-        domain = noted_domain(host)
+        domain_key = self._domain_key(host)
+        live = f"({now!r}"
         with self._errors("cannot write"):
             for _ in range(self._max_attempts):
                 with self._client.pipeline(transaction=True) as pipe:
                     try:
-                        pipe.watch(key, self._noted_key, self._domains_key)
+                        pipe.watch(key, self._noted_key, domain_key)
                         current = self._parse(key, pipe.get(key))
-                        expired = [_text(h) for h in pipe.zrangebyscore(
-                            self._noted_key, "-inf", repr(now), start=0, num=_PURGE_BATCH)]
-                        live_after = f"({now!r}"
-                        total = int(pipe.zcount(self._noted_key, live_after, "+inf"))
-                        members = [_text(m) for m in pipe.zrangebylex(self._domains_key, f"[{domain} ", f"({domain}!")]
-                        hosts = [m.partition(" ")[2] for m in members]
-                        scores = pipe.zmscore(self._noted_key, hosts) if hosts else []
-                        live = {h for h, score in zip(hosts, scores) if score is not None and float(score) > now}
-                        stale = [m for m, h in zip(members, hosts) if h not in live]
                         score = pipe.zscore(self._noted_key, host)
                         own = 1 if score is not None and float(score) > now else 0
-                        new = change(current, len(live) - (host in live), total - own)
-                        if new is current and not expired and not stale:
-                            return current
+                        total = int(pipe.zcount(self._noted_key, live, "+inf")) - own
+                        in_domain = int(pipe.zcount(domain_key, live, "+inf")) - own
+                        new = change(current, max(in_domain, 0), max(total, 0))
+                        last = pipe.zrange(domain_key, -1, -1, withscores=True)
+                        latest = float(last[0][1]) if last else -math.inf
                         pipe.multi()
-                        if expired:
-                            pipe.zrem(self._noted_key, *expired)
-                            pipe.zrem(self._domains_key, *(f"{noted_domain(h)} {h}" for h in expired))
-                        if stale:
-                            pipe.zrem(self._domains_key, *stale)
+                        pipe.zremrangebyscore(self._noted_key, "-inf", repr(now))
+                        pipe.zremrangebyscore(domain_key, "-inf", repr(now))
                         if new is not current:
-                            self._write(pipe, host, current, new)
+                            touched = any(r is not None and r.source == "hpkp" for r in (current, new))
+                            self._write(pipe, host, current, new, latest if touched else None)
                         pipe.execute()
                         return new
                     except self._exceptions.WatchError:
