@@ -286,6 +286,10 @@ class CountingStore(MemoryStore):
         self.writes += 1
         return super()._transact(host, change)
 
+    def _transact_counted(self, host: str, change: Any, now: float) -> Any:  # how HPKP notes write
+        self.writes += 1
+        return super()._transact_counted(host, change, now)
+
 
 def test_a_repeated_header_is_not_rewritten_every_response(chain: Chain) -> None:
     store = CountingStore()
@@ -474,6 +478,9 @@ class BrokenStore(MemoryStore):
     def _transact(self, host: str, change: Any) -> Any:
         raise StoreError("disk on fire")
 
+    def _transact_counted(self, host: str, change: Any, now: float) -> Any:  # how HPKP notes write
+        raise StoreError("disk on fire")
+
 
 def test_store_errors_are_logged_not_raised(chain: Chain, caplog: pytest.LogCaptureFixture) -> None:
     policy = new_policy(store=BrokenStore())
@@ -512,6 +519,7 @@ def test_report_only_is_never_noted(chain: Chain, other: Chain, caplog: pytest.L
     event = reporter.events[0]
     assert event.status == "report-only" and event.hostname == HOST
     assert event.entry.report_uri == ("https://r.example/pkp",) and event.entry.pins == (spki(other.ders[1]), BACKUP)
+    assert event.entry.noted  # the report URI is the server's choice, not the operator's
     # an IP address host is reported too (it can never be noted)
     ip_conn = connection(policy, chain, "127.0.0.1")
     ro = {"Public-Key-Pins-Report-Only": failing + "; includeSubDomains"}

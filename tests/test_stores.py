@@ -476,6 +476,26 @@ def test_redis_expiry_is_real(redis_spec: Spec) -> None:
     client.close()
 
 
+def test_redis_hpkp_index_leaves_no_key_behind(redis_spec: Spec) -> None:
+    # Hosts noted with a short life, under many domains: once they expire, no index key of theirs remains.
+    client = _redis_client(redis_spec[1])
+    ns = redis_spec[2]
+    with open_spec(redis_spec) as store:
+        now = time.time()
+        for i in range(20):
+            record = PinRecord.create(f"h.d{i}.example", [pin(1)], source="hpkp", now=now, ttl=0.3)
+            assert store.note_hpkp(record, max_hosts=100, max_hosts_per_domain=5, now=now)[0] == "noted"
+        assert client.zcard(f"{ns}:noted") == 20 and client.exists(f"{ns}:noted:d3.example") == 1
+        time.sleep(0.5)
+        assert not [k for k in client.scan_iter(match=f"{ns}:noted:*")]  # expired with their last member
+        later = PinRecord.create("h.other.example", [pin(2)], source="hpkp", ttl=600)
+        assert store.note_hpkp(later, max_hosts=1, max_hosts_per_domain=1)[0] == "noted"  # the expired held no room
+        assert client.zrange(f"{ns}:noted", 0, -1) == [b"h.other.example"]
+        store.put(PinRecord.create("h.other.example", [pin(2)], source="tofu"))  # no longer an HPKP record
+        assert client.zcard(f"{ns}:noted") == 0 and client.zcard(f"{ns}:noted:other.example") == 0
+    client.close()
+
+
 def test_redis_accepts_a_client(redis_spec: Spec) -> None:
     client = _redis_client(redis_spec[1])
     store = RedisStore(client, namespace=redis_spec[2])
@@ -720,6 +740,58 @@ def test_newer_sqlite_schema(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreError, match="newer pinengine"):
         SQLiteStore(path)
+
+
+def test_version_1_sqlite_store_is_upgraded_with_its_noted_hosts(tmp_path: Path) -> None:
+    # A store written before the noted_hosts index existed: its HPKP records must count toward the caps.
+    path = tmp_path / "pins.sqlite3"
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("CREATE TABLE pin_records (host TEXT PRIMARY KEY NOT NULL, pins TEXT NOT NULL, "
+                   "first_seen REAL NOT NULL, last_seen REAL NOT NULL, expires_at REAL, source TEXT NOT NULL, "
+                   "include_subdomains INTEGER NOT NULL, report_uri TEXT)")
+        db.executemany("INSERT INTO pin_records VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
+            SQLiteStore._row(rec(host=f"h{i}.old.example", source="hpkp", expires_at=NOW + 600)) for i in range(3)
+        ] + [SQLiteStore._row(rec(host="tofu.old.example"))])
+        db.execute("PRAGMA user_version = 1")
+    db.close()
+    with SQLiteStore(path) as store:
+        assert sorted(h for h, _ in store.noted_hosts(limit=10, now=NOW)) == [f"h{i}.old.example" for i in range(3)]
+        new = rec(host="new.old.example", source="hpkp", expires_at=NOW + 600)
+        assert store.note_hpkp(new, max_hosts=100, max_hosts_per_domain=3, now=NOW)[0] == "domain-full"
+        assert store.note_hpkp(new, max_hosts=100, max_hosts_per_domain=4, now=NOW)[0] == "noted"
+        assert len(store.list(now=NOW)) == 5
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone() == (2,)
+    db.close()
+
+
+def test_note_hpkp_caps(store: PinStore) -> None:
+    def hpkp(host: str, **more: Any) -> PinRecord:
+        return rec(host=host, source="hpkp", expires_at=NOW + 600, **more)
+
+    assert store.note_hpkp(hpkp("a.one.example"), max_hosts=3, max_hosts_per_domain=2, now=NOW)[0] == "noted"
+    assert store.note_hpkp(hpkp("b.one.example"), max_hosts=3, max_hosts_per_domain=2, now=NOW)[0] == "noted"
+    assert store.note_hpkp(hpkp("c.one.example"), max_hosts=3, max_hosts_per_domain=2, now=NOW)[0] == "domain-full"
+    assert store.note_hpkp(hpkp("a.two.example"), max_hosts=3, max_hosts_per_domain=2, now=NOW)[0] == "noted"
+    assert store.note_hpkp(hpkp("b.two.example"), max_hosts=3, max_hosts_per_domain=2, now=NOW)[0] == "store-full"
+    # a noted host updates its own record at the cap, keeping first_seen
+    outcome, record = store.note_hpkp(hpkp("a.one.example", pins=(pin(2),), at=NOW + 5), max_hosts=3,
+                                      max_hosts_per_domain=2, now=NOW + 5)
+    assert outcome == "noted" and record is not None and record.pins == (pin(2),) and record.first_seen == NOW
+    # a record of another source is never replaced; deleting a noted host makes room
+    store.put(rec(host="t.two.example"))
+    assert store.note_hpkp(hpkp("t.two.example"), max_hosts=9, max_hosts_per_domain=9, now=NOW)[0] == "other-source"
+    store.delete("b.one.example")
+    assert store.note_hpkp(hpkp("c.one.example"), max_hosts=3, max_hosts_per_domain=2, now=NOW)[0] == "noted"
+    # a record that stops being an HPKP record frees its place
+    store.put(rec(host="a.two.example"))
+    assert store.note_hpkp(hpkp("x.three.example"), max_hosts=3, max_hosts_per_domain=2, now=NOW)[0] == "noted"
+    assert sorted(h for h, _ in store.noted_hosts(limit=10, now=NOW)) == [
+        "a.one.example", "c.one.example", "x.three.example"]
+    assert len(store.noted_hosts(limit=2, now=NOW)) == 2
+    with pytest.raises(ValueError, match="HPKP record"):
+        store.note_hpkp(rec(), max_hosts=3, max_hosts_per_domain=2, now=NOW)
 
 
 # -- races across processes ------------------------------------------------------------------

@@ -13,6 +13,16 @@ on). ``max-age=0`` removes the host's noted pins. ``Public-Key-Pins-Report-Only`
 is never noted: when the chain fails its pins a warning is logged (and the
 policy's reporter, if any, gets an event).
 
+Every header is hostile: a field value longer than ``MAX_HEADER_LENGTH``,
+with more than ``MAX_PINS`` pins or a report-uri longer than
+``MAX_REPORT_URI_LENGTH`` is refused before (or while) it is parsed, in
+linear time. The hosts noted are capped per store and per registrable
+domain (``MAX_NOTED_HOSTS``, ``MAX_NOTED_PER_DOMAIN``, or the policy's
+``hpkp_max_hosts`` / ``hpkp_max_hosts_per_domain``): past a cap a new host
+is not noted, and nothing noted before is dropped. Refusals are logged at
+most once per ten seconds per kind and policy, and counted
+(``hpkp_headers_refused``, ``hpkp_notes_refused`` in ``pinengine.stats()``).
+
 The TLS hooks feed responses in: ``pinengine.hooks.requests.PinnedAdapter``
 does so by itself when ``policy.hpkp`` is on; for httpx use
 ``pinengine.hooks.httpx.hpkp_event_hook(policy)``.
@@ -26,18 +36,26 @@ import datetime as _dt
 import logging
 import time
 import urllib.parse
-from dataclasses import dataclass, replace
+import weakref
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence, Union
 
 from . import _backend, _observe
 from ._errors import CertificateParseError, PinengineError
+from .metrics import count_event
 from .pins import Pin
-from .policy import REPORT_ONLY, DomainEntry, PinPolicy, _ip_literal, normalize_hostname
+from .policy import REPORT_ONLY, DomainEntry, PinPolicy, _ip_literal, _LogThrottle, normalize_hostname
 from .stores import PinRecord, StoreError
+from .stores._base import DOMAIN_FULL, OTHER_SOURCE, STORE_FULL, noted_domain
 
 __all__ = [
     "HEADER",
     "MAX_AGE_CAP",
+    "MAX_HEADER_LENGTH",
+    "MAX_NOTED_HOSTS",
+    "MAX_NOTED_PER_DOMAIN",
+    "MAX_PINS",
+    "MAX_REPORT_URI_LENGTH",
     "REPORT_ONLY_HEADER",
     "HPKPError",
     "HPKPHeader",
@@ -55,8 +73,41 @@ REPORT_ONLY_HEADER = "Public-Key-Pins-Report-Only"
 #: RFC 7469 §4.1 suggests and the browsers that implemented HPKP used.
 MAX_AGE_CAP = 60 * 24 * 3600
 
-#: A repeated, unchanged header rewrites the record only when this much later (seconds).
+#: The longest header field value read, in characters. A real header (a few
+#: pins, max-age, includeSubDomains, a report-uri) is well under 1 KB, and
+#: servers cap a whole header line near 8 KB (Apache's LimitRequestFieldSize
+#: is 8190, nginx's buffers 8k): nothing real is refused. Longer values are
+#: refused before they are parsed; only this much of one is ever scanned.
+MAX_HEADER_LENGTH = 8192
+
+#: The most distinct pin-sha256 pins a header may carry, so the most pins a
+#: noted host has. RFC 7469 needs two (one a backup); deployed headers had
+#: 2 to 5. 16 leaves room for several current keys and backups.
+MAX_PINS = 16
+
+#: The longest report-uri, as sent and once resolved against the request URL
+#: (characters). Report endpoints are short URLs; 1024 is far beyond them.
+MAX_REPORT_URI_LENGTH = 1024
+
+#: Default cap on the hosts noted in one store (``PinPolicy(hpkp_max_hosts=...)``).
+#: A client noting headers from more hosts than this is being fed them; at
+#: the cap the store holds at most ~2 MB of HPKP records (16 pins and a
+#: 1 KB report-uri each), which also bounds a JSONFileStore's rewrite.
+MAX_NOTED_HOSTS = 1000
+
+#: Default cap on the hosts noted per registrable domain
+#: (``PinPolicy(hpkp_max_hosts_per_domain=...)``; see
+#: ``pinengine.stores._base.noted_domain``). Enough for a site's separately
+#: noted hosts (www, api, login, ...; a site with more uses
+#: includeSubDomains), and a wildcard certificate notes no more; filling the
+#: store takes MAX_NOTED_HOSTS / 32 = 31 registrable domains.
+MAX_NOTED_PER_DOMAIN = 32
+
+#: A repeated, unchanged header rewrites the record only when its expiry moves
+#: on by this much (seconds), or by a tenth of max-age if that is more: a host
+#: sending the same header on every response costs a write at most that often.
 _REFRESH_SECONDS = 60.0
+_REFRESH_FRACTION = 0.1
 
 #: max-age values above this are read as this (RFC 7234 §1.2.1 delta-seconds).
 _DELTA_SECONDS_MAX = 2**31
@@ -274,16 +325,21 @@ def parse_header(value: str, *, report_only: bool = False) -> HPKPHeader:
     ...), are ignored; a header with nothing else (possible only in
     report-only) is invalid, as an empty one is. Raises HPKPError for
     anything malformed, quoting the header and naming the problem; nothing
-    is repaired.
+    is repaired. A server chooses every byte of the value, so it is bounded
+    too: a value longer than ``MAX_HEADER_LENGTH`` is refused unread, and
+    one with more than ``MAX_PINS`` distinct pins or a report-uri longer
+    than ``MAX_REPORT_URI_LENGTH`` is refused; the parse is linear.
     """
     if not isinstance(value, str):
         raise TypeError(f"a header value must be str, not {type(value).__name__}")
     field = REPORT_ONLY_HEADER if report_only else HEADER
     parser = _Parser(value, field)
+    if len(value) > MAX_HEADER_LENGTH:
+        raise parser.fail(f"longer than {MAX_HEADER_LENGTH} characters (MAX_HEADER_LENGTH); not parsed")
     directives = parser.directives()
     if not directives:
         raise parser.fail("empty: no directives")
-    pins: list[Pin] = []
+    pins: dict[Pin, None] = {}  # a dict: ordered, and a repeat is found without a scan
     seen: dict[str, str] = {}
     max_age: int | None = None
     include_subdomains = False
@@ -292,9 +348,9 @@ def parse_header(value: str, *, report_only: bool = False) -> HPKPHeader:
         key = name.lower()
         if key.startswith("pin-"):
             if key == _PIN_DIRECTIVE:
-                pin = _parse_pin(parser, val, quoted)
-                if pin not in pins:
-                    pins.append(pin)
+                pins[_parse_pin(parser, val, quoted)] = None
+                if len(pins) > MAX_PINS:
+                    raise parser.fail(f"{len(pins)} {_PIN_DIRECTIVE} pins, more than {MAX_PINS} (MAX_PINS)")
             continue  # other algorithms: ignored (RFC 7469 §2.1.1)
         if key in seen:
             raise parser.fail(f"directive {name!r} appears twice (first as {seen[key]!r}); only pin-* may repeat")
@@ -310,6 +366,10 @@ def parse_header(value: str, *, report_only: bool = False) -> HPKPHeader:
                 raise parser.fail('report-uri needs a value (report-uri="<URI>")')
             if not quoted:
                 raise parser.fail(f'the report-uri value {val!r} must be a quoted string (report-uri="...")')
+            if len(val) > MAX_REPORT_URI_LENGTH:
+                raise parser.fail(
+                    f"report-uri is {len(val)} characters, longer than {MAX_REPORT_URI_LENGTH} (MAX_REPORT_URI_LENGTH)"
+                )
             if not val.strip() or any(c in val for c in ' \t"<>\\^`{|}') or any(ord(c) > 0x7E for c in val):
                 raise parser.fail(f"report-uri {val!r} is not a URI")
             try:
@@ -341,7 +401,10 @@ def _first_field(value: str) -> str:
     RFC 7469 §2.3.1: only the first PKP (and the first PKP-RO) header field
     of a response is processed. A ``,`` cannot appear outside a quoted string
     in a single field, so the first one there is where the first field ends.
+    At most ``MAX_HEADER_LENGTH + 1`` characters are looked at: a longer
+    first field comes back cut there, and is refused as too long.
     """
+    value = value[:MAX_HEADER_LENGTH + 1]
     in_quotes = False
     i = 0
     while i < len(value):
@@ -385,7 +448,7 @@ def _header(headers: HeadersLike, name: str) -> str | None:
             values = [v for k, v in headers if isinstance(k, str) and k.lower() == lowered]
     for value in values:
         if isinstance(value, bytes):
-            value = value.decode("latin-1")
+            value = value[:MAX_HEADER_LENGTH + 1].decode("latin-1")
         if isinstance(value, str):
             return _first_field(value)
     return None
@@ -424,7 +487,8 @@ def _chain_pins(chain: Sequence[bytes]) -> list[Pin]:
 
 
 def _report_only(
-    policy: PinPolicy, name: str, header: HPKPHeader, chain: Sequence[bytes], chain_pins: list[Pin], url: str | None
+    policy: PinPolicy, name: str, header: HPKPHeader, chain: Sequence[bytes], chain_pins: list[Pin],
+    report_uri: str | None,
 ) -> str:
     """Pin Validation of a report-only header: log (and report) a failure; never note anything."""
     if any(p in chain_pins for p in header.pins):
@@ -435,14 +499,14 @@ def _report_only(
     lines += [f"    {i}: {p}" for i, p in enumerate(chain_pins)]
     lines.append(f"  Pins in {REPORT_ONLY_HEADER}:" + ("" if header.pins else " none"))
     lines += [f"    {p}" for p in header.pins]
-    report_uri = _absolute_report_uri(header.report_uri, url)
     if report_uri:
         lines.append(f"  report-uri: {report_uri}")
     message = "\n".join(lines)
-    log.warning("%s", message)
+    _log(policy, "report-only", logging.WARNING, message)
     reporter = getattr(policy, "reporter", None)
     if reporter is not None:
         try:
+            # noted=True: the report URI is the server's choice, not the operator's.
             entry = DomainEntry(
                 name, header.pins, mode=REPORT_ONLY,
                 include_subdomains=header.include_subdomains and _ip_literal(name) is None,
@@ -461,11 +525,19 @@ def _report_only(
 
 
 def _absolute_report_uri(uri: str | None, url: str | None) -> str | None:
-    """``report-uri`` resolved against the request URL; None unless it ends up an http(s) URL."""
+    """``report-uri`` resolved against the request URL; None unless it ends up an http(s) URL.
+
+    Raises ValueError when the resolved URI is longer than MAX_REPORT_URI_LENGTH.
+    """
     if not uri:
         return None
     if url:
         uri = urllib.parse.urljoin(url, uri)
+    if len(uri) > MAX_REPORT_URI_LENGTH:
+        raise ValueError(
+            f"report-uri resolved against the request URL is longer than {MAX_REPORT_URI_LENGTH} characters "
+            "(MAX_REPORT_URI_LENGTH)"
+        )
     scheme = urllib.parse.urlsplit(uri).scheme.lower()
     return uri if scheme in ("http", "https") and urllib.parse.urlsplit(uri).netloc else None
 
@@ -496,13 +568,17 @@ def note_response(
     it (static and trust-on-first-use entries are never overridden by a
     header); the connection's chain was validated and passed its pins
     (``pin_result.verified`` and status ``match`` or ``not-pinned``); the
-    header is well-formed; at least one of its pins matches a key of
-    ``pin_chain``; and at least one matches none (the backup pin). The store
-    then gets a ``PinRecord`` with ``source="hpkp"`` living ``max-age``
-    seconds (at most ``MAX_AGE_CAP``), replacing an earlier HPKP record but
-    never a record of another source. ``max-age=0`` removes the host's HPKP
-    record. A report-only header is never noted: a chain that fails its pins
-    is logged as a warning (and given to ``policy.reporter``, if set).
+    header is well-formed and within the bounds (``MAX_HEADER_LENGTH``,
+    ``MAX_PINS``, ``MAX_REPORT_URI_LENGTH``); at least one of its pins
+    matches a key of ``pin_chain``; at least one matches none (the backup
+    pin); and, for a host not noted yet, the caps on noted hosts leave room
+    (``PinStore.note_hpkp``). The store then gets a ``PinRecord`` with
+    ``source="hpkp"`` living ``max-age`` seconds (at most ``MAX_AGE_CAP``),
+    replacing an earlier HPKP record but never a record of another source.
+    ``max-age=0`` removes the host's HPKP record. A report-only header is
+    never noted: a chain that fails its pins is logged as a warning (and
+    given to ``policy.reporter``, if set, as an entry with ``noted=True``:
+    its report URI is the server's choice).
 
     Never raises for what a server sent or for a store failure (that is
     logged and counted); returns ``"noted"``, ``"removed"``, ``"hpkp off"``,
@@ -519,29 +595,30 @@ def note_response(
     try:
         name = normalize_hostname(hostname)
     except ValueError as exc:
-        return _ignored(hostname, f"bad host name: {exc}")
+        return _ignored(policy, hostname, f"bad host name: {exc}")
     problem = _connection_problem(name, pin_result, pin_chain)
     if problem is not None:
-        return _ignored(name, problem)
+        return _ignored(policy, name, problem)
     assert pin_chain is not None
     try:
         chain_pins = _chain_pins(pin_chain)
     except CertificateParseError as exc:
-        return _ignored(name, f"the checked chain does not parse: {exc}")
+        return _ignored(policy, name, f"the checked chain does not parse: {exc}")
 
     outcomes: list[str] = []
     if pkp is not None:
         if _ip_literal(name) is not None:
-            outcomes.append(_ignored(name, "an IP address is never noted (RFC 7469 §2.5)"))
+            outcomes.append(_ignored(policy, name, "an IP address is never noted (RFC 7469 §2.5)"))
         else:
             outcomes.append(_note(policy, name, pkp, chain_pins, _unix(now), url))
     if pkp_ro is not None:
         try:
             header = parse_header(pkp_ro, report_only=True)
-        except HPKPError as exc:
-            outcomes.append(_ignored(name, str(exc)))
+            report_uri = _absolute_report_uri(header.report_uri, url)
+        except (HPKPError, ValueError) as exc:
+            outcomes.append(_refused(policy, name, str(exc)))
         else:
-            outcomes.append(_report_only(policy, name, header, pin_chain, chain_pins, url))
+            outcomes.append(_report_only(policy, name, header, pin_chain, chain_pins, report_uri))
     return "; ".join(outcomes)
 
 
@@ -557,8 +634,38 @@ def _store_failed(policy: PinPolicy, name: str, exc: BaseException) -> None:
     log.error("pin store error for %s: %s", name, exc)
 
 
-def _ignored(name: str, why: str, level: int = logging.INFO) -> str:
-    log.log(level, "HPKP header from %s ignored: %s", name, why)
+# Per policy, one throttle per kind of log line a server can trigger on every response.
+_THROTTLES: weakref.WeakKeyDictionary[PinPolicy, dict[str, _LogThrottle]] = weakref.WeakKeyDictionary()
+
+
+def _log(policy: PinPolicy, kind: str, level: int, message: str) -> None:
+    """Log ``message`` unless a line of this ``kind`` was logged for ``policy`` in the last ten seconds."""
+    if not log.isEnabledFor(level):
+        return
+    try:
+        throttles = _THROTTLES.setdefault(policy, {})
+    except TypeError:  # not weak-referenceable: no throttling
+        throttles = {}
+    throttle = throttles.get(kind)
+    if throttle is None:
+        throttle = throttles.setdefault(kind, _LogThrottle())
+    held = throttle.ready()
+    if held is None:
+        return
+    if held:
+        message += f"\n  ({held} similar messages held back since the last one)"
+    log.log(level, "%s", message)
+
+
+def _ignored(policy: PinPolicy, name: str, why: str, level: int = logging.INFO) -> str:
+    _log(policy, "ignored", level, f"HPKP header from {name} ignored: {why}")
+    return f"ignored: {why}"
+
+
+def _refused(policy: PinPolicy, name: str, why: str) -> str:
+    """A header refused as malformed or over a bound: counted, logged (rate-limited)."""
+    count_event("hpkp_headers_refused")
+    _log(policy, "refused", logging.WARNING, f"HPKP header from {name} refused: {why}")
     return f"ignored: {why}"
 
 
@@ -567,12 +674,14 @@ def _note(policy: PinPolicy, name: str, value: str, chain_pins: list[Pin], at: f
     entry = policy.entry_for(name)
     if entry is not None:
         return _ignored(
-            name, f"{name} is covered by the policy entry {entry.host!r}; headers never change it", logging.DEBUG
+            policy, name, f"{name} is covered by the policy entry {entry.host!r}; headers never change it",
+            logging.DEBUG,
         )
     try:
         header = parse_header(value)
-    except HPKPError as exc:
-        return _ignored(name, str(exc))
+        report_uri = _absolute_report_uri(header.report_uri, url)
+    except (HPKPError, ValueError) as exc:
+        return _refused(policy, name, str(exc))
     assert header.max_age is not None
 
     if header.max_age == 0:
@@ -586,63 +695,69 @@ def _note(policy: PinPolicy, name: str, value: str, chain_pins: list[Pin], at: f
             policy.store.update(name, remove, now=at)
         except StoreError as exc:
             _store_failed(policy, name, exc)
-            return _ignored(name, f"the pin store cannot be used: {exc}")
-        policy.forget_cached(name)
+            return _ignored(policy, name, f"the pin store cannot be used: {exc}")
         if not removed[0]:
-            return _ignored(name, f"max-age=0 but {name} has no HPKP pins noted")
-        log.info("HPKP: %s is no longer a known pinned host (max-age=0)", name)
+            policy.forget_cached(name)
+            return _ignored(policy, name, f"max-age=0 but {name} has no HPKP pins noted")
+        policy._noted_changed(name, None)
+        _log(policy, "noted", logging.INFO, f"HPKP: {name} is no longer a known pinned host (max-age=0)")
         return "removed"
 
     if not any(p in chain_pins for p in header.pins):
-        return _ignored(name, "no pin of the header matches a key of the validated chain")
+        return _ignored(policy, name, "no pin of the header matches a key of the validated chain")
     if all(p in chain_pins for p in header.pins):
-        return _ignored(name, "no backup pin: every pin of the header matches a key of the chain (RFC 7469 §2.5)")
+        return _ignored(
+            policy, name, "no backup pin: every pin of the header matches a key of the chain (RFC 7469 §2.5)"
+        )
 
     ttl = min(header.max_age, MAX_AGE_CAP)
     record = PinRecord.create(
         name, header.pins, source="hpkp", now=at, ttl=ttl,
-        include_subdomains=header.include_subdomains,
-        report_uri=_absolute_report_uri(header.report_uri, url),
+        include_subdomains=header.include_subdomains, report_uri=report_uri,
     )
     try:
         current = policy.store.get(name, now=at)
     except StoreError as exc:
         _store_failed(policy, name, exc)
-        return _ignored(name, f"the pin store cannot be used: {exc}")
-    if _same(current, record):
-        # Every response repeats the header: skip the write unless something changed
-        # or the expiry moves on by more than _REFRESH_SECONDS.
+        return _ignored(policy, name, f"the pin store cannot be used: {exc}")
+    if _same(current, record, ttl):
+        # Every response repeats the header: no write unless something changed
+        # or the expiry moves on enough (see _REFRESH_SECONDS).
         log.debug("HPKP: %s already noted with these pins", name)
         return "noted"
-    other: list[str] = []
-
-    def note(current: PinRecord | None) -> PinRecord | None:
-        other.clear()
-        if current is None:
-            return record
-        if current.source != "hpkp":
-            other.append(current.source)
-            return current
-        return replace(record, first_seen=min(current.first_seen, record.first_seen))
-
+    max_hosts = policy.hpkp_max_hosts or MAX_NOTED_HOSTS
+    per_domain = policy.hpkp_max_hosts_per_domain or MAX_NOTED_PER_DOMAIN
     try:
-        policy.store.update(name, note, now=at)
+        outcome, stored = policy.store.note_hpkp(
+            record, max_hosts=max_hosts, max_hosts_per_domain=per_domain, now=at
+        )
     except StoreError as exc:
         _store_failed(policy, name, exc)
-        return _ignored(name, f"the pin store cannot be used: {exc}")
-    if other:
+        return _ignored(policy, name, f"the pin store cannot be used: {exc}")
+    if outcome == OTHER_SOURCE:
+        source = stored.source if stored is not None else "?"
         return _ignored(
-            name, f"the store holds a record of source {other[0]!r} for {name}; an HPKP header does not replace it"
+            policy, name, f"the store holds a record of source {source!r} for {name}; an HPKP header does not replace it"
         )
-    policy.forget_cached(name)
-    log.info(
-        "HPKP: noted %s%s for %d s with %d pins", name, " and its subdomains" if header.include_subdomains else "",
-        ttl, len(header.pins),
+    if outcome in (DOMAIN_FULL, STORE_FULL):
+        if outcome == DOMAIN_FULL:
+            why = (f"{noted_domain(name)} already has {per_domain} hosts noted "
+                   "(hpkp_max_hosts_per_domain; the hosts noted before stay noted)")
+        else:
+            why = f"the pin store already holds {max_hosts} noted hosts (hpkp_max_hosts; they stay noted)"
+        count_event("hpkp_notes_refused")
+        _log(policy, "cap", logging.WARNING, f"HPKP: {name} not noted: {why}")
+        return f"ignored: {name} not noted: {why}"
+    policy._noted_changed(name, stored)
+    _log(
+        policy, "noted", logging.INFO,
+        f"HPKP: noted {name}{' and its subdomains' if header.include_subdomains else ''} for {ttl} s "
+        f"with {len(header.pins)} pins",
     )
     return "noted"
 
 
-def _same(current: PinRecord | None, new: PinRecord) -> bool:
+def _same(current: PinRecord | None, new: PinRecord, ttl: float) -> bool:
     """Whether ``current`` is an HPKP record saying what ``new`` says, refreshed recently enough."""
     return (
         current is not None
@@ -652,7 +767,7 @@ def _same(current: PinRecord | None, new: PinRecord) -> bool:
         and current.report_uri == new.report_uri
         and current.expires_at is not None
         and new.expires_at is not None
-        and 0 <= new.expires_at - current.expires_at < _REFRESH_SECONDS
+        and 0 <= new.expires_at - current.expires_at < max(_REFRESH_SECONDS, ttl * _REFRESH_FRACTION)
     )
 
 

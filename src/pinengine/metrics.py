@@ -30,6 +30,12 @@ reports_suppressed   reports not sent: duplicate of one sent within the
 reports_refused      report URIs refused: server-chosen ones while they are
                      off, or not https, too long, or naming / resolving to a
                      loopback, private or otherwise non-public address
+hpkp_headers_refused ``Public-Key-Pins`` (or ``-Report-Only``) headers refused:
+                     malformed, or over a bound (size, pins, report-uri)
+hpkp_notes_refused   hosts not noted because a cap on noted hosts (per
+                     domain, per store) was reached
+store_outage_passes  connections let through unchecked while the pin store
+                     was down (``store_outage="known-hosts"``)
 ==================== ==========================================================
 
 Series are keyed by ``(host, entry)``: the normalised host name and the
@@ -51,6 +57,7 @@ from typing import Any, Callable, Iterator
 __all__ = [
     "METRICS",
     "Metrics",
+    "count_event",
     "count_report",
     "count_store_error",
     "prometheus_text",
@@ -74,6 +81,9 @@ COUNTERS = (
     "reports_dropped",
     "reports_suppressed",
     "reports_refused",
+    "hpkp_headers_refused",
+    "hpkp_notes_refused",
+    "store_outage_passes",
 )
 # A decision's status -> the counter it adds to (besides verifications).
 _STATUS_COUNTER = {
@@ -86,6 +96,7 @@ _STATUS_COUNTER = {
 }
 _REPORT_OUTCOMES = {"sent": "reports_sent", "failed": "reports_failed", "dropped": "reports_dropped",
                     "suppressed": "reports_suppressed", "refused": "reports_refused"}
+_EVENT_COUNTERS = frozenset(("hpkp_headers_refused", "hpkp_notes_refused", "store_outage_passes"))
 _bisect_right = bisect.bisect_right
 _LATENCY_BATCH = 256
 
@@ -104,6 +115,9 @@ _PROM_HELP = {
     "reports_dropped": "Violation reports dropped (send queue full or closed).",
     "reports_suppressed": "Violation reports suppressed (duplicate, or over a rate limit).",
     "reports_refused": "Violation report URIs refused (server-chosen and not allowed, or not public https).",
+    "hpkp_headers_refused": "Public-Key-Pins headers refused (malformed, or over a size or count bound).",
+    "hpkp_notes_refused": "Hosts not noted from an HPKP header: a cap on noted hosts was reached.",
+    "store_outage_passes": "Connections let through unchecked while the pin store was down (known-hosts mode).",
 }
 
 #: Upper bounds (seconds) of the pin-check latency histogram buckets.
@@ -283,6 +297,16 @@ class Metrics:
         """Count an error of a dynamic pin store for ``host`` (and the entry, a DomainEntry or its host)."""
         self._count(host, entry, "store_errors")
 
+    def count_event(self, counter: str) -> None:
+        """Add one to ``counter`` (``hpkp_headers_refused``, ``hpkp_notes_refused``, ``store_outage_passes``).
+
+        Counted under the single series ``("", "")``: the hosts involved are
+        chosen by servers or clients, so they would make series without end.
+        """
+        if counter not in _EVENT_COUNTERS:
+            raise ValueError(f"unknown counter {counter!r}")
+        self._count("", None, counter)
+
     def count_report(self, host: str, entry: Any, outcome: str, n: int = 1) -> None:
         """Count violation reports: ``outcome`` is sent, failed, dropped, suppressed or refused."""
         self._count(host, entry, _REPORT_OUTCOMES[outcome], n)
@@ -444,6 +468,11 @@ def reset() -> None:
 def count_store_error(host: str, entry: Any = None) -> None:
     """Count a dynamic pin store error for ``host`` (entry: a DomainEntry, its host pattern, or None)."""
     METRICS.count_store_error(host, entry)
+
+
+def count_event(counter: str) -> None:
+    """Add one to a counter of HPKP refusals or store outages (see ``Metrics.count_event``)."""
+    METRICS.count_event(counter)
 
 
 def count_report(host: str, entry: Any, outcome: str, n: int = 1) -> None:

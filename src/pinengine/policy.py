@@ -11,9 +11,11 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence, Union
+from typing import Any, Generic, Iterable, Mapping, NamedTuple, Sequence, TypeVar, Union
 
 from . import _backend, _observe
 
@@ -48,6 +50,80 @@ POSITIONS = {
 _POSITION_NAMES = {v: k for k, v in POSITIONS.items()}
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+#: How many host names a policy remembers what the pin store said about (a
+#: dynamic record, or that there is none), and how many pin sets built from
+#: records it keeps: as many names as the host-name normalisation cache
+#: holds, a gateway's working set (about 1 MB at most). A name pushed out is
+#: read from the store again when it comes back.
+RECORD_CACHE_SIZE = 4096
+
+#: What a policy with ``hpkp`` on does for a name no entry covers while the
+#: pin store cannot be read: ``"refuse"`` it (the default, fail closed), or
+#: refuse only the ``"known-hosts"`` (see ``PinPolicy``).
+STORE_OUTAGE_CHOICES = ("refuse", "known-hosts")
+
+#: Seconds between two listings of the store's noted hosts (``store_outage="known-hosts"``):
+#: a host noted by another process is refused during an outage once a listing has seen it.
+_SNAPSHOT_SECONDS = 60.0
+
+#: Seconds between two log lines of one kind that a server or a client can trigger on every connection.
+_LOG_INTERVAL = 10.0
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class _LRU(Generic[_K, _V]):
+    """A mapping of at most ``size`` items that forgets the least recently used; safe for threads."""
+
+    __slots__ = ("_data", "_lock", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[_K, _V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: _K) -> _V | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: _K, value: _V) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+    def pop(self, key: _K) -> None:
+        with self._lock:
+            self._data.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class _LogThrottle:
+    """At most one log line per ``interval`` seconds; says how many were held back in between."""
+
+    def __init__(self, interval: float = _LOG_INTERVAL) -> None:
+        self.interval = interval
+        self._next = 0.0
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def ready(self) -> int | None:
+        """None: hold this line back. Otherwise log it: the number of lines held back since the last one."""
+        at = time.monotonic()
+        with self._lock:
+            if at < self._next:
+                self._held += 1
+                return None
+            held, self._held, self._next = self._held, 0, at + self.interval
+            return held
 
 
 # -- host names ----------------------------------------------------------------
@@ -198,6 +274,13 @@ class DomainEntry:
         return str(pin) if where == POS_ANY else f"{pin} ({_POSITION_NAMES.get(where, where)} only)"
 
 
+@dataclass(frozen=True)
+class _UnreadableEntry(DomainEntry):
+    """What stands for a name that may be noted while the pin store cannot be read: refused."""
+
+    error: str = ""
+
+
 class PinMatch(NamedTuple):
     """A pin that matched: the chain index it matched at, its role there, and the pin."""
 
@@ -338,6 +421,22 @@ class PinPolicy:
     Build one from a TOML or JSON file (``from_file``), from a mapping of the
     same schema (``from_mapping``), or from ``DomainEntry`` objects. A policy
     is immutable once built and safe to share between threads.
+
+    Dynamic pins live in ``store`` (default: an SQLiteStore in the user's
+    data directory); what was read from it is reused for ``cache_ttl``
+    seconds, for at most ``RECORD_CACHE_SIZE`` names. ``hpkp=True`` notes
+    hosts from ``Public-Key-Pins`` headers (``pinengine.hpkp``) and enforces
+    them; ``hpkp_max_hosts`` and ``hpkp_max_hosts_per_domain`` cap the hosts
+    noted in the store (defaults ``pinengine.hpkp.MAX_NOTED_HOSTS`` and
+    ``MAX_NOTED_PER_DOMAIN``). While the store cannot be read, a dynamic
+    entry's host is always refused; with ``hpkp`` on, a name no entry covers
+    is refused too (``store_outage="refuse"``, the default: fail closed),
+    or, with ``store_outage="known-hosts"``, refused only when this process
+    knows it to be noted (it read or noted the host, or saw it in its last
+    listing of the store's noted hosts, taken at most once a minute while
+    the store was healthy); any other name goes on without dynamic pins,
+    and each such connection is logged (rate-limited) and counted
+    (``store_outage_passes``).
     """
 
     def __init__(
@@ -351,18 +450,45 @@ class PinPolicy:
         store: Any = None,
         cache_ttl: float = 5.0,
         hpkp: bool = False,
+        hpkp_max_hosts: int | None = None,
+        hpkp_max_hosts_per_domain: int | None = None,
+        store_outage: str = "refuse",
     ) -> None:
         self.entries: tuple[DomainEntry, ...] = tuple(entries)
         self._store = store
         #: Whether HPKP headers are noted (see pinengine.hpkp) and noted hosts enforced.
         self.hpkp = hpkp
+        for option, value in (("hpkp_max_hosts", hpkp_max_hosts), ("hpkp_max_hosts_per_domain",
+                                                                   hpkp_max_hosts_per_domain)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise PolicyError(f"{source}: {option} must be a whole number of hosts, at least 1, not {value!r}")
+        #: Caps on the hosts noted from HPKP headers, in the store and per
+        #: registrable domain (None: ``pinengine.hpkp.MAX_NOTED_HOSTS`` and
+        #: ``MAX_NOTED_PER_DOMAIN``).
+        self.hpkp_max_hosts = hpkp_max_hosts
+        self.hpkp_max_hosts_per_domain = hpkp_max_hosts_per_domain
+        if store_outage not in STORE_OUTAGE_CHOICES:
+            raise PolicyError(
+                f"{source}: store_outage must be one of {', '.join(map(repr, STORE_OUTAGE_CHOICES))}, "
+                f"not {store_outage!r}"
+            )
+        #: With ``hpkp`` on, while the store cannot be read: ``"refuse"`` every
+        #: name no entry covers, or only the ``"known-hosts"``.
+        self.store_outage = store_outage
         #: Seconds a dynamic record read from the store is reused before it is
         #: read again: the bound on how long a ``forget`` made elsewhere takes
         #: to reach this process.
         self.cache_ttl = float(cache_ttl)
-        self._records: dict[str, tuple[Any, float]] = {}
-        self._record_pinsets: dict[tuple[str, ...], tuple[Any, Any]] = {}
-        self._touched: dict[str, float] = {}
+        self._records: _LRU[str, tuple[Any, float]] = _LRU(RECORD_CACHE_SIZE)
+        self._record_pinsets: _LRU[tuple[str, ...], tuple[Any, Any]] = _LRU(RECORD_CACHE_SIZE)
+        self._touched: _LRU[str, float] = _LRU(RECORD_CACHE_SIZE)
+        # store_outage="known-hosts": noted hosts this process saw (host -> includeSubDomains), and the
+        # last listing of the store's noted hosts, replaced whole every _SNAPSHOT_SECONDS.
+        self._noted_seen: _LRU[str, bool] = _LRU(RECORD_CACHE_SIZE)
+        self._noted_snapshot: dict[str, bool] = {}
+        self._snapshot_due = 0.0
+        self._snapshot_lock = threading.Lock()
+        self._outage_log = _LogThrottle()
         #: Receives pin violations (see pinengine.reporting); None: log only.
         self.reporter = reporter
         #: Keys refused for every host, in every mode (compromised, revoked).
@@ -458,12 +584,29 @@ class PinPolicy:
                 if record is None or record.is_live():
                     return record, False
         record = self.store.get(name)
-        self._records[name] = (record, at)
+        self._records.put(name, (record, at))
+        if self.store_outage == "known-hosts":
+            if record is not None and record.source == "hpkp":
+                self._noted_seen.put(name, record.include_subdomains)
+            else:
+                self._noted_seen.pop(name)
         return record, True
 
     def forget_cached(self, host: str) -> None:
         """Drop what this policy cached about ``host``'s dynamic pins (after changing the store)."""
-        self._records.pop(normalize_hostname(host), None)
+        self._records.pop(normalize_hostname(host))
+
+    def _noted_changed(self, host: str, record: Any) -> None:
+        """``host`` was just noted (``record``) or removed (None) through this policy: forget what is cached."""
+        self.forget_cached(host)
+        if self.store_outage != "known-hosts":
+            return
+        if record is not None:
+            self._noted_seen.put(record.host, record.include_subdomains)
+            return
+        self._noted_seen.pop(host)
+        if host in self._noted_snapshot:
+            self._noted_snapshot = {h: sub for h, sub in self._noted_snapshot.items() if h != host}
 
     def _noted_entry(self, name: str) -> DomainEntry | None:
         """An entry for a host noted from an HPKP header (the name itself, or a parent with includeSubDomains)."""
@@ -483,12 +626,72 @@ class PinPolicy:
                         report_uri=(record.report_uri,) if record.report_uri else (), noted=True,
                     )
                 if "." not in candidate:
-                    return None
+                    break
                 candidate = candidate.split(".", 1)[1]
         except StoreError as exc:
+            return self._outage_entry(name, exc)
+        if self.store_outage == "known-hosts":
+            self._list_noted_hosts()
+        return None
+
+    def _outage_entry(self, name: str, exc: BaseException) -> DomainEntry | None:
+        """What stands for ``name`` (no entry covers it) while the store cannot be read."""
+        _observe.store_error(self, name, None, exc)
+        if self.store_outage == "refuse" or self._known_noted(name):
             # Fail closed: a host that may be noted cannot be checked.
-            _observe.store_error(self, name, None, exc)
-            return DomainEntry(name, (), dynamic=True, noted=True)
+            return _UnreadableEntry(name, (), dynamic=True, noted=True, error=str(exc))
+        from .metrics import count_event
+
+        count_event("store_outage_passes")
+        held = self._outage_log.ready()
+        if held is not None:
+            log.warning(
+                "pin store is unavailable: %s is not known to be noted from an HPKP header, so its connection goes "
+                "on without dynamic pins (store_outage='known-hosts')%s: %s",
+                name, f"; {held} more such connections since the last message" if held else "", exc,
+            )
+        return None
+
+    def _known_noted(self, name: str) -> bool:
+        """Whether ``name`` is noted, or under a host noted with includeSubDomains, as far as this process knows."""
+        snapshot = self._noted_snapshot
+        candidate = name
+        while True:
+            for known in (self._noted_seen.get(candidate), snapshot.get(candidate)):
+                if known is not None and (candidate == name or known):
+                    return True
+            if "." not in candidate:
+                return False
+            candidate = candidate.split(".", 1)[1]
+
+    def _list_noted_hosts(self) -> None:
+        """Take a new listing of the store's noted hosts, if the last one is old (store_outage="known-hosts")."""
+        if time.monotonic() < self._snapshot_due or not self._snapshot_lock.acquire(blocking=False):
+            return
+        try:
+            from .stores import StoreError
+
+            self._snapshot_due = time.monotonic() + _SNAPSHOT_SECONDS
+            lister = getattr(self.store, "noted_hosts", None)
+            if lister is None:
+                return
+            from . import hpkp as hpkp_module
+
+            limit = self.hpkp_max_hosts or hpkp_module.MAX_NOTED_HOSTS
+            try:
+                hosts = lister(limit=limit + 1)
+            except StoreError as exc:
+                _observe.store_error(self, "", None, exc)
+                return
+            if len(hosts) > limit:
+                log.warning(
+                    "the pin store holds more than %d noted hosts (this policy's hpkp_max_hosts): the snapshot "
+                    "refused during a store outage holds only %d of them", limit, limit,
+                )
+                hosts = hosts[:limit]
+            self._noted_snapshot = dict(hosts)
+        finally:
+            self._snapshot_lock.release()
 
     def _record_pinset(self, pins: tuple[str, ...]) -> Any:
         core = _backend.core
@@ -496,9 +699,7 @@ class PinPolicy:
         if cached is None or cached[0] is not core:
             parsed = [Pin.parse(p, allow_sha1=True) for p in pins]
             cached = (core, core.PinSet([(p.kind_code, p.algorithm, p.digest, POS_ANY) for p in parsed]))
-            if len(self._record_pinsets) > 4096:
-                self._record_pinsets.clear()
-            self._record_pinsets[pins] = cached
+            self._record_pinsets.put(pins, cached)
         return cached[1]
 
     def _match_record(self, record: Any, chain: Sequence[bytes], verified: bool) -> tuple[PinMatch, ...]:
@@ -535,7 +736,7 @@ class PinPolicy:
                 pins.append(str(Pin("sha256", core.spki_sha256(chain[1]))))
             mine = PinRecord.create(name, pins, source="tofu", ttl=entry.ttl)
             record = self.store.record_first(mine)
-            self._records[name] = (record, time.monotonic())
+            self._records.put(name, (record, time.monotonic()))
             fresh = True
         matches = self._match_record(record, chain, verified)
         if not matches and not fresh:
@@ -546,10 +747,10 @@ class PinPolicy:
                 return self._dynamic(name, entry, chain, verified)
             matches = self._match_record(record, chain, verified)
         if matches:
-            last = self._touched.get(key, 0.0)
+            last = self._touched.get(key) or 0.0
             at = time.time()
             if at - last >= max(self.cache_ttl, 1.0):
-                self._touched[key] = at
+                self._touched.put(key, at)
                 try:
                     self.store.touch(key, at)
                 except Exception as exc:  # best effort: last_seen is bookkeeping
@@ -851,7 +1052,12 @@ class PinPolicy:
             return VerificationResult(name, "match", entry, matches, verified)
 
         extra = ""
-        if entry is not None and entry.dynamic and not blocked:
+        if isinstance(entry, _UnreadableEntry):
+            extra = (
+                f"  The pin store cannot be used, so the HPKP pins that may be noted for {name} cannot be checked "
+                f"(store_outage={self.store_outage!r}): {entry.error}"
+            )
+        elif entry is not None and entry.dynamic and not blocked:
             from .stores import StoreError
 
             try:

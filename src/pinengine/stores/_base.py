@@ -40,6 +40,36 @@ _FIELDS = ("host", "pins", "first_seen", "last_seen", "expires_at", "source",
 _REQUIRED = frozenset(("host", "pins", "first_seen", "last_seen", "source"))
 
 Change = Callable[["PinRecord | None"], "PinRecord | None"]
+#: A change that also gets how many HPKP records the store holds in the host's domain and in all.
+CountedChange = Callable[["PinRecord | None", int, int], "PinRecord | None"]
+
+#: What ``PinStore.note_hpkp`` can say.
+NOTED, DOMAIN_FULL, STORE_FULL, OTHER_SOURCE = "noted", "domain-full", "store-full", "other-source"
+
+# Second-level labels that, under a two-letter country code, are public suffixes
+# in most registries (co.uk, com.au, ac.jp, gov.br, ...): a registrable domain
+# there has three labels. Only a few, on purpose: see noted_domain.
+_GENERIC_SECOND_LEVEL = frozenset(
+    ("ac", "co", "com", "edu", "gob", "go", "gov", "ltd", "mil", "ne", "net", "nom", "or", "org", "plc", "sch")
+)
+
+
+def noted_domain(host: str) -> str:
+    """The registrable domain HPKP caps count ``host`` under (``host`` normalised).
+
+    An approximation without a public-suffix list: the last two labels
+    (``a.b.example.com`` -> ``example.com``), or the last three when the
+    top-level label is a two-letter country code and the one before it a
+    generic second level such as ``co``, ``com``, ``org``, ``ac`` or ``gov``
+    (``www.bank.co.uk`` -> ``bank.co.uk``). Where it groups more than a real
+    registrable domain (a private suffix such as ``github.io``), the cap on
+    noted hosts per domain is reached sooner: fewer hosts are noted, never
+    more, and nothing noted is dropped.
+    """
+    labels = host.rsplit(".", 3)
+    if len(labels) >= 3 and len(labels[-1]) == 2 and labels[-1].isalpha() and labels[-2] in _GENERIC_SECOND_LEVEL:
+        return ".".join(labels[-3:])
+    return ".".join(labels[-2:])
 
 
 class StoreError(PinengineError):
@@ -242,6 +272,31 @@ class PinStore(ABC):
     def _close(self) -> None:  # noqa: B027 (a hook: most stores have something to release)
         """Release the store's resources (files, connections)."""
 
+    def _transact_counted(self, host: str, change: CountedChange, now: float) -> PinRecord | None:
+        """``_transact``, with ``change`` also getting counts of the HPKP records held (for the caps on noting).
+
+        ``change(current, in_domain, total)``: ``in_domain`` is how many live
+        HPKP records the store holds for other hosts of the registrable domain
+        of ``host`` (``noted_domain``), ``total`` how many in all, not
+        counting ``host``'s own. The stores of this package count atomically
+        with the write and without reading every record; they also delete
+        expired HPKP records on the way (they would hold room otherwise).
+        This default, for stores of other packages, counts from ``_read_all``:
+        a full read, not atomic with the write.
+        """
+        domain = noted_domain(host)
+        others = [r for r in self._read_all() if r.source == "hpkp" and r.host != host and r.is_live(now)]
+        in_domain = sum(1 for r in others if noted_domain(r.host) == domain)
+        return self._transact(host, lambda current: change(current, in_domain, len(others)))
+
+    def _noted_hosts(self, limit: int, now: float) -> builtins.list[tuple[str, bool]]:
+        """``(host, include_subdomains)`` of live HPKP records, at most ``limit`` of them, in any order.
+
+        The stores of this package read an index; this default reads every record.
+        """
+        found = [(r.host, r.include_subdomains) for r in self._read_all() if r.source == "hpkp" and r.is_live(now)]
+        return found[:limit]
+
     # -- the public interface ---------------------------------------------------
 
     def _host(self, host: str) -> str:
@@ -317,6 +372,54 @@ class PinStore(ABC):
         assert result is not None
         return result
 
+    def note_hpkp(
+        self, record: PinRecord, *, max_hosts: int, max_hosts_per_domain: int, now: float | None = None
+    ) -> tuple[str, PinRecord | None]:
+        """Store the HPKP ``record`` (``source="hpkp"``) if the caps on noted hosts allow; say what happened.
+
+        Atomic, like ``update``. A host that already has a live HPKP record
+        gets ``record`` in its place (its ``first_seen`` kept): that takes no
+        new room. A new host is noted only while fewer than
+        ``max_hosts_per_domain`` hosts of its registrable domain
+        (``noted_domain``) and fewer than ``max_hosts`` hosts in all are
+        noted in the store; otherwise nothing is written (refusing, rather
+        than evicting an older note, keeps every pin noted before in force).
+        A live record of another source is never replaced.
+
+        Returns ``(outcome, live record afterwards)``; outcome is ``"noted"``,
+        ``"domain-full"``, ``"store-full"`` or ``"other-source"``.
+        """
+        key, at = self._host(record.host), _now(now)
+        if record.source != "hpkp" or record.host != key:
+            raise ValueError(f"note_hpkp takes an HPKP record for {key}, not {record.source!r} for {record.host!r}")
+        outcome = [NOTED]
+
+        def change(current: PinRecord | None, in_domain: int, total: int) -> PinRecord | None:
+            live = current if current is not None and current.is_live(at) else None
+            if live is not None and live.source != "hpkp":
+                outcome[0] = OTHER_SOURCE
+                return current
+            if live is None:  # a new host: it needs room
+                if in_domain >= max_hosts_per_domain:
+                    outcome[0] = DOMAIN_FULL
+                    return current
+                if total >= max_hosts:
+                    outcome[0] = STORE_FULL
+                    return current
+                outcome[0] = NOTED
+                return record
+            outcome[0] = NOTED
+            return replace(record, first_seen=min(live.first_seen, record.first_seen))
+
+        result = self._transact_counted(key, change, at)
+        return outcome[0], result if result is not None and result.is_live(at) else None
+
+    def noted_hosts(self, *, limit: int, now: float | None = None) -> builtins.list[tuple[str, bool]]:
+        """``(host, include_subdomains)`` of at most ``limit`` live HPKP records (any order): a cheap listing."""
+        if self._closed:
+            raise StoreError(f"{self!r} is closed")
+        return self._noted_hosts(limit, _now(now))
+
     def touch(self, host: str, when: float) -> None:
         """Note that a connection to ``host`` matched at ``when``: raise ``last_seen`` to it.
 
@@ -375,6 +478,61 @@ class PinStore(ABC):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+# -- counting noted hosts ----------------------------------------------------------
+
+
+class NotedIndex:
+    """The HPKP records of an in-memory store, counted per registrable domain.
+
+    Kept beside the records and changed with them (``change``), so that the
+    caps on noting cost O(1) per note. ``expired(now)`` finds expired
+    records by a full scan, but only once the earliest expiry it knows of
+    has passed: at most one scan per record that actually expires.
+    """
+
+    def __init__(self, records: Iterable[PinRecord] = ()) -> None:
+        self._expiry: dict[str, float] = {}
+        self._per_domain: dict[str, int] = {}
+        self._earliest = math.inf  # a lower bound of the expiries in _expiry
+        for record in records:
+            self.change(None, record)
+
+    def change(self, old: PinRecord | None, new: PinRecord | None) -> None:
+        """``old`` (stored before, or None) was replaced by ``new`` (or deleted: None)."""
+        if old is not None and old.source == "hpkp" and old.host in self._expiry:
+            del self._expiry[old.host]
+            domain = noted_domain(old.host)
+            left = self._per_domain[domain] - 1
+            if left:
+                self._per_domain[domain] = left
+            else:
+                del self._per_domain[domain]
+        if new is not None and new.source == "hpkp":
+            expiry = math.inf if new.expires_at is None else new.expires_at
+            if new.host not in self._expiry:
+                domain = noted_domain(new.host)
+                self._per_domain[domain] = self._per_domain.get(domain, 0) + 1
+            self._expiry[new.host] = expiry
+            self._earliest = min(self._earliest, expiry)
+
+    def expired(self, now: float) -> builtins.list[str]:
+        """The hosts whose HPKP record has expired by ``now`` (for the store to delete)."""
+        if now < self._earliest:
+            return []
+        gone = [host for host, expiry in self._expiry.items() if now >= expiry]
+        self._earliest = min((e for e in self._expiry.values() if now < e), default=math.inf)
+        return gone
+
+    def live(self, now: float) -> builtins.list[str]:
+        """The hosts whose HPKP record is live at ``now``."""
+        return [host for host, expiry in self._expiry.items() if now < expiry]
+
+    def counts(self, host: str) -> tuple[int, int]:
+        """``(in host's domain, in all)``: HPKP records of hosts other than ``host``."""
+        own = 1 if host in self._expiry else 0
+        return self._per_domain.get(noted_domain(host), 0) - own, len(self._expiry) - own
 
 
 # -- the JSON document ----------------------------------------------------------

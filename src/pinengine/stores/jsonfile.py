@@ -8,9 +8,18 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Callable, Iterator, Union
 
-from ._base import Change, PinRecord, PinStore, StoreError, dump_document, parse_document
+from ._base import (
+    Change,
+    CountedChange,
+    PinRecord,
+    PinStore,
+    StoreError,
+    dump_document,
+    noted_domain,
+    parse_document,
+)
 
 __all__ = ["JSONFileStore"]
 
@@ -52,6 +61,10 @@ class JSONFileStore(PinStore):
     update, and a crash leaves the old file or the new one, never a torn one.
     A missing file is an empty store; a file that cannot be read as a pin
     document raises StoreError naming it and is never overwritten.
+
+    So a write costs time in proportion to the whole store: keep it for a
+    few hosts. HPKP noting is capped (see ``pinengine.hpkp``), which bounds
+    the file; a repeated, unchanged header does not write.
     """
 
     def __init__(self, path: Union[str, os.PathLike[str]]) -> None:
@@ -117,19 +130,53 @@ class JSONFileStore(PinStore):
         return list(self._load().values())
 
     def _transact(self, host: str, change: Change) -> PinRecord | None:
+        return self._locked_change(host, lambda records, current: change(current), None)
+
+    def _transact_counted(self, host: str, change: CountedChange, now: float) -> PinRecord | None:
+        # The counts come from the records in memory (the file is read whole anyway).
+        def counted(records: dict[str, PinRecord], current: PinRecord | None) -> PinRecord | None:
+            domain = noted_domain(host)
+            total = in_domain = 0
+            for other in records.values():
+                if other.source == "hpkp" and other.host != host:
+                    total += 1
+                    in_domain += noted_domain(other.host) == domain
+            return change(current, in_domain, total)
+
+        return self._locked_change(host, counted, now)
+
+    def _locked_change(
+        self,
+        host: str,
+        change: Callable[[dict[str, PinRecord], PinRecord | None], PinRecord | None],
+        purge_at: float | None,
+    ) -> PinRecord | None:
+        """Apply ``change`` (given every record and the host's) holding the locks; write if anything changed.
+
+        With ``purge_at``, HPKP records expired by then are deleted first.
+        """
         with self._thread_lock:
             try:
                 with _locked(self._lock_path):
                     records = self._load()
+                    expired = set() if purge_at is None else {
+                        h for h, r in records.items() if r.source == "hpkp" and not r.is_live(purge_at)
+                    }
+                    if expired:
+                        records = {h: r for h, r in records.items() if h not in expired}
                     current = records.get(host)
-                    new = change(current)
-                    if new is not current:
+                    new = change(records, current)
+                    if new is not current or expired:
                         records = dict(records)
                         if new is None:
-                            del records[host]
-                        else:
+                            records.pop(host, None)
+                        elif new is not current:
                             records[host] = new
                         self._write(records)
                     return new
             except OSError as exc:
                 raise StoreError(f"{self.path}: cannot write: {exc}") from None
+
+    def _noted_hosts(self, limit: int, now: float) -> list[tuple[str, bool]]:
+        found = [(r.host, r.include_subdomains) for r in self._load().values() if r.source == "hpkp" and r.is_live(now)]
+        return found[:limit]

@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 from typing import Iterator, Union
 
-from ._base import Change, PinRecord, PinStore, StoreError
+from ._base import Change, CountedChange, PinRecord, PinStore, StoreError, noted_domain
 
 __all__ = ["SQLiteStore", "default_path"]
 
-SCHEMA_VERSION = 1
+# Version 2 added the noted_hosts table (an index of the HPKP records); version 1 files are upgraded on open.
+SCHEMA_VERSION = 2
 _TABLE = "pin_records"
 _SCHEMA = f"""CREATE TABLE {_TABLE} (
     host TEXT PRIMARY KEY NOT NULL,
@@ -29,6 +30,18 @@ _SCHEMA = f"""CREATE TABLE {_TABLE} (
     include_subdomains INTEGER NOT NULL,
     report_uri TEXT
 )"""
+# One row per record of source 'hpkp' in pin_records, written in the same
+# transaction: the caps on noting count here, per domain, through an index.
+_NOTED = "noted_hosts"
+_NOTED_SCHEMA = (
+    f"""CREATE TABLE {_NOTED} (
+    host TEXT PRIMARY KEY NOT NULL,     -- a host whose record has source 'hpkp'
+    domain TEXT NOT NULL,               -- its registrable domain (pinengine.stores._base.noted_domain)
+    expires_at REAL                     -- as in pin_records (NULL: never)
+)""",
+    f"CREATE INDEX {_NOTED}_domain ON {_NOTED} (domain)",
+    f"CREATE INDEX {_NOTED}_expiry ON {_NOTED} (expires_at)",
+)
 _COLUMNS = "host, pins, first_seen, last_seen, expires_at, source, include_subdomains, report_uri"
 _SELECT = f"SELECT {_COLUMNS} FROM {_TABLE}"
 
@@ -103,36 +116,53 @@ class SQLiteStore(PinStore):
             problems = [str(row[0]) for row in db.execute("PRAGMA quick_check")]
             if problems != ["ok"]:
                 raise StoreError(f"{self.path}: corrupt database: {'; '.join(problems)[:500]}")
-            if self._has_schema():
+            if self._schema() == SCHEMA_VERSION:
                 self._enable_wal()
                 return
             self._enable_wal()
             db.execute("BEGIN IMMEDIATE")
             try:
-                if not self._has_schema():  # another process may have been first
+                version = self._schema()  # another process may have been first
+                if version == 0:
                     db.execute(_SCHEMA)
+                if version < SCHEMA_VERSION:
+                    self._add_noted_hosts()
                     db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 db.execute("COMMIT")
             except BaseException:
                 db.rollback()
                 raise
 
-    def _has_schema(self) -> bool:
-        """True for a pinengine store, False for an empty database; StoreError for anything else."""
+    def _schema(self) -> int:
+        """The schema version of a pinengine store, 0 for an empty database; StoreError for anything else."""
         # One statement, so one snapshot: another process may be creating the schema.
         version, names = self._db.execute(
             "SELECT (SELECT user_version FROM pragma_user_version), "
             "(SELECT group_concat(name, ', ') FROM (SELECT name FROM sqlite_master ORDER BY name))"
         ).fetchone()
-        tables = str(names or "")
-        if version == SCHEMA_VERSION and _TABLE in tables.split(", "):
-            return True
-        if version == 0 and not tables:
-            return False
+        tables = str(names or "").split(", ")
+        if version == SCHEMA_VERSION and _TABLE in tables and _NOTED in tables:
+            return SCHEMA_VERSION
+        if version == 1 and _TABLE in tables:
+            return 1
+        if version == 0 and tables == [""]:
+            return 0
         if isinstance(version, int) and version > SCHEMA_VERSION:
             raise StoreError(f"{self.path}: written by a newer pinengine (schema version {version})")
         raise StoreError(
-            f"{self.path}: not a pinengine pin store (schema version {version}, tables: {tables or 'none'})"
+            f"{self.path}: not a pinengine pin store (schema version {version}, tables: {', '.join(tables) or 'none'})"
+        )
+
+    def _add_noted_hosts(self) -> None:
+        """Create the noted_hosts table from the HPKP records there are (in the caller's transaction)."""
+        db = self._db
+        for statement in _NOTED_SCHEMA:
+            db.execute(statement)
+        rows = db.execute(f"SELECT host, expires_at FROM {_TABLE} WHERE source = 'hpkp'").fetchall()
+        db.executemany(
+            f"INSERT OR REPLACE INTO {_NOTED} (host, domain, expires_at) VALUES (?, ?, ?)",
+            [(host, noted_domain(str(host)), expires if isinstance(expires, (int, float)) else None)
+             for host, expires in rows],
         )
 
     def _enable_wal(self) -> None:
@@ -189,6 +219,27 @@ class SQLiteStore(PinStore):
         return [self._record(row) for row in rows]
 
     def _transact(self, host: str, change: Change) -> PinRecord | None:
+        return self._change(host, change)
+
+    def _transact_counted(self, host: str, change: CountedChange, now: float) -> PinRecord | None:
+        def counted(current: PinRecord | None) -> PinRecord | None:
+            # Expired HPKP records go first (found through the index on expires_at), then two indexed counts.
+            db = self._db
+            db.execute(
+                f"DELETE FROM {_TABLE} WHERE source = 'hpkp' AND expires_at <= ? "
+                f"AND host IN (SELECT host FROM {_NOTED} WHERE expires_at <= ?)", (now, now),
+            )
+            db.execute(f"DELETE FROM {_NOTED} WHERE expires_at <= ?", (now,))
+            in_domain, total, own = db.execute(
+                f"SELECT (SELECT count(*) FROM {_NOTED} WHERE domain = ?), (SELECT count(*) FROM {_NOTED}), "
+                f"(SELECT count(*) FROM {_NOTED} WHERE host = ?)", (noted_domain(host), host),
+            ).fetchone()
+            return change(current, in_domain - own, total - own)
+
+        return self._change(host, counted)
+
+    def _change(self, host: str, change: Change) -> PinRecord | None:
+        """One read-modify-write transaction; noted_hosts follows pin_records."""
         db = self._db
         with self._lock, self._errors("cannot write"):
             db.execute("BEGIN IMMEDIATE")
@@ -202,12 +253,25 @@ class SQLiteStore(PinStore):
                     else:
                         db.execute(f"INSERT OR REPLACE INTO {_TABLE} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                    self._row(new))
+                    if new is not None and new.source == "hpkp":
+                        db.execute(f"INSERT OR REPLACE INTO {_NOTED} (host, domain, expires_at) VALUES (?, ?, ?)",
+                                   (host, noted_domain(host), new.expires_at))
+                    else:
+                        db.execute(f"DELETE FROM {_NOTED} WHERE host = ?", (host,))
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.rollback()
                 raise
             return new
+
+    def _noted_hosts(self, limit: int, now: float) -> list[tuple[str, bool]]:
+        with self._lock, self._errors("cannot read"):
+            rows = self._db.execute(
+                f"SELECT p.host, p.include_subdomains FROM {_NOTED} AS n JOIN {_TABLE} AS p ON p.host = n.host "
+                "WHERE p.source = 'hpkp' AND (n.expires_at IS NULL OR n.expires_at > ?) LIMIT ?", (now, limit),
+            ).fetchall()
+        return [(str(host), bool(include)) for host, include in rows]
 
     def _close(self) -> None:
         with self._lock:
