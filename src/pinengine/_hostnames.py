@@ -52,18 +52,19 @@ __all__ = [
 MAX_HOSTNAME_LENGTH = 253
 #: A label is at most 63 octets (RFC 1035).
 MAX_LABEL_LENGTH = 63
-#: What a caller may pass: four times the longest name. A name written in
-#: Unicode can be longer than what is sent (full-width forms, characters
+#: What a caller may pass: about four times the longest name. A name written
+#: in Unicode can be longer than what is sent (full-width forms, characters
 #: UTS #46 and IDNA 2003 map to nothing, an IPv6 zone), but not legitimately
 #: by that much; anything longer is refused before any parsing, so every
 #: parser below (and idna's) runs on at most this many characters.
-MAX_HOSTNAME_INPUT = 4 * MAX_HOSTNAME_LENGTH + 12
+MAX_HOSTNAME_INPUT = 1024
 #: An IPv6 zone id is an interface name or index (IFNAMSIZ is 16 on Linux).
 MAX_ZONE_LENGTH = 64
 #: Names kept in each cache: gateways see the same few names over and over.
 CACHE_SIZE = 4096
 
 # -- who sends which spelling ----------------------------------------------------------
+
 
 class Spelling(NamedTuple):
     """One form a host name is sent in: the normalised name, the encodings that give it, the clients using them."""
