@@ -127,6 +127,8 @@ def test_wildcard_with_include_subdomains_refused(chain: Chain) -> None:
 def test_normalize_hostname() -> None:
     assert normalize_hostname("WWW.Example.COM.") == "www.example.com"
     assert normalize_hostname("münchen.de") == "xn--mnchen-3ya.de"
+    assert normalize_hostname("straße.de") == "xn--strae-oqa.de"  # UTS #46 as clients send it, not IDNA 2003's strasse.de
+    assert normalize_hostname("127.1") == "127.0.0.1"  # as the socket reads it
     assert normalize_hostname("[2001:DB8::1]") == "2001:db8::1"
     with pytest.raises(ValueError):
         normalize_hostname(".")

@@ -21,6 +21,15 @@ class PolicyError(PinengineError, ValueError):
     """A pin policy (file, mapping or code) is invalid: the message names the place and the problem."""
 
 
+class HostnameError(PinengineError, ValueError):
+    """A host name cannot be used: malformed, or spelled so that clients read it in different ways.
+
+    The message quotes the name and, when readings differ (an IPv4 literal
+    OpenSSL and the socket read as two addresses, a non-ASCII name that
+    clients encode to names pinned differently), names each reading.
+    """
+
+
 class PinMismatchError(ssl.SSLCertVerificationError):
     """No configured pin matched the certificate chain, or the chain holds a blocked key.
 

@@ -20,6 +20,7 @@ from typing import Any, Sequence, TextIO
 
 from . import __version__, _backend
 from ._errors import CertificateParseError, PinFormatError, PinMismatchError, PolicyError
+from ._hostnames import entry_spellings, to_unicode
 from ._pem import load_certificates
 from .pins import SPKI, Pin
 from .policy import REPORT_ONLY, DomainEntry, PinPolicy, normalize_hostname
@@ -116,6 +117,9 @@ class _Findings:
     def warning(self, text: str) -> None:
         self.items.append(("warning", text))
 
+    def note(self, text: str) -> None:
+        self.items.append(("note", text))
+
 
 def _label_problem(host: str) -> str | None:
     for label in host.split("."):
@@ -131,10 +135,11 @@ def _label_problem(host: str) -> str | None:
 def lint_policy(
     policy: PinPolicy, now: _dt.datetime | None = None, window_days: float = EXPIRY_WARNING_DAYS
 ) -> list[tuple[str, str]]:
-    """Findings for a loaded policy, as ``(severity, message)`` pairs ("error" / "warning").
+    """Findings for a loaded policy, as ``(severity, message)`` pairs ("error" / "warning" / "note").
 
     Entries that expired, or expire within ``window_days``, are found as
-    ``pinengine.rotation.entry_findings`` finds them.
+    ``pinengine.rotation.entry_findings`` finds them. A note says which names
+    an entry for a non-ASCII name covers (the form each kind of client sends).
     """
     from .rotation import _entry_finding
 
@@ -167,6 +172,7 @@ def lint_policy(
             found.warning(f"{where}: only certificate pins; they break on every renewal (pin public keys)")
         if entry.mode == REPORT_ONLY:
             found.warning(f"{where}: report-only: mismatches are logged, not refused")
+        _idna_findings(found, policy, entry)
     for a in entries:
         for b in entries:
             if a is b:
@@ -178,6 +184,28 @@ def lint_policy(
                     f"for the names it covers"
                 )
     return found.items
+
+
+def _idna_findings(found: _Findings, policy: PinPolicy, entry: DomainEntry) -> None:
+    """What an entry for a non-ASCII name covers, and the forms of it another entry takes."""
+    prefix = entry.host[: len(entry.host) - len(entry.base)]
+    unicode = to_unicode(entry.base)
+    if unicode == entry.base:
+        return
+    where = f"entry {entry.host!r} ({prefix}{unicode})"
+    forms = entry_spellings(entry.base)
+    if len(forms) == 1:
+        found.note(f"{where} covers {entry.host}: every client sends this form")
+        return
+    found.note(f"{where} covers " + "; ".join(f"{prefix}{s.name}, sent by {s.senders}" for s in forms))
+    table = policy._table(entry)
+    for form in forms[1:]:
+        other = table.get(form.name)
+        if other is not None and other is not entry:
+            found.warning(
+                f"{where}: {prefix + form.name!r}, the form {form.senders} send for it, "
+                f"is held to entry {other.host!r} instead"
+            )
 
 
 def _more_specific(a: DomainEntry, b: DomainEntry) -> bool:
@@ -256,10 +284,13 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     except CertificateParseError as exc:
         print(f"pinengine check: malformed certificate: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ValueError as exc:  # a host name of --chain / --host that cannot be used (HostnameError)
+        print(f"pinengine check: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     for severity, text in findings:
         out.write(f"{severity}: {text}\n")
     errors = sum(1 for s, _ in findings if s == "error")
-    warnings = len(findings) - errors
+    warnings = sum(1 for s, _ in findings if s == "warning")
     checked = len(samples) + len(live_findings)
     chains = f"{checked} chain{'s' if checked != 1 else ''}, " if checked else ""
     out.write(

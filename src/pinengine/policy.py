@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
-import functools
-import ipaddress
 import json
 import logging
 import os
-import re
 import sys
 import threading
 import time
@@ -17,13 +14,14 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Generic, Iterable, Mapping, NamedTuple, Sequence, TypeVar, Union
 
-from . import _backend, _observe
+from . import _backend, _hostnames, _observe
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
-from ._errors import CertificateParseError, PinFormatError, PinMismatchError, PolicyError
+from ._errors import CertificateParseError, HostnameError, PinFormatError, PinMismatchError, PolicyError
+from ._hostnames import normalize_hostname
 from ._types import POS_ANY, POS_INTERMEDIATE, POS_LEAF, POS_ROOT
 from .pins import SPKI, Pin
 
@@ -127,74 +125,12 @@ class _LogThrottle:
 
 
 # -- host names ----------------------------------------------------------------
+# Normalisation lives in _hostnames (the bottom of the import graph); these
+# names stay importable from here.
 
 
 def _ip_literal(host: str) -> str | None:
-    text = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if "%" in text:  # scoped IPv6 (fe80::1%eth0): the scope is not part of the address
-        text = text.split("%", 1)[0]
-    try:
-        return ipaddress.ip_address(text).compressed
-    except ValueError:
-        return None
-
-
-_ASCII_HOST = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
-
-
-def normalize_hostname(host: str) -> str:
-    """The form host names are compared in: lower case, no trailing dot, IDNA A-labels.
-
-    IP literals (IPv6 with or without brackets) come back in their compressed
-    form, so ``::0001`` and ``[::1]`` both give ``::1``. Raises ValueError for
-    something that is not a host name.
-    """
-    if not isinstance(host, str):
-        raise TypeError(f"host name must be str, not {type(host).__name__}")
-    return _normalize(host)
-
-
-@functools.lru_cache(maxsize=4096)
-def _normalize(host: str) -> str:
-    # Gateways see the same names over and over: the result is cached (a
-    # ValueError is not, and is raised again each time).
-    text = host.strip()
-    if text.isascii():
-        lowered = text.lower()
-        if lowered.endswith("."):
-            lowered = lowered[:-1]
-        # The common case: a plain ASCII name that cannot be an IP literal.
-        if ":" not in lowered and not lowered[-1:].isdigit() and len(lowered) <= 253 \
-                and _ASCII_HOST.fullmatch(lowered):
-            return lowered
-    ip = _ip_literal(text)
-    if ip is not None:
-        return ip
-    if text.endswith("."):
-        text = text[:-1]
-    if not text:
-        raise ValueError(f"invalid host name {host!r}: empty")
-    labels = text.split(".")
-    out = []
-    for label in labels:
-        if not label:
-            raise ValueError(f"invalid host name {host!r}: empty label")
-        if label.isascii():
-            alabel = label.lower()
-        else:
-            try:
-                alabel = label.encode("idna").decode("ascii").lower()
-            except UnicodeError as exc:
-                raise ValueError(f"invalid host name {host!r}: {exc}") from None
-        if len(alabel) > 63:
-            raise ValueError(f"invalid host name {host!r}: label longer than 63 characters")
-        if not all(c.isalnum() or c in "-_*" for c in alabel):
-            raise ValueError(f"invalid host name {host!r}: character not allowed in {label!r}")
-        out.append(alabel)
-    name = ".".join(out)
-    if len(name) > 253:
-        raise ValueError(f"invalid host name {host!r}: longer than 253 characters")
-    return name
+    return _hostnames.ip_literal(host)
 
 
 # -- policy entries ------------------------------------------------------------
@@ -251,6 +187,17 @@ class DomainEntry:
         """The host name the pattern is anchored at (without ``*.`` / ``**.``)."""
         return self.host.split(".", 1)[1] if self.host.startswith("*") else self.host
 
+    @property
+    def spellings(self) -> tuple[str, ...]:
+        """Every form of ``host`` the entry covers: ``host`` first, then the other forms clients send.
+
+        An entry for a name with IDNA deviation characters covers its IDNA
+        2003 form too (``straße.example``: ``xn--strae-oqa.example`` and
+        ``strasse.example``), since the ssl module and http.client connect to that.
+        """
+        prefix = self.host[: len(self.host) - len(self.base)]
+        return tuple(prefix + s.name for s in _hostnames.entry_spellings(self.base))
+
     def expired(self, now: _dt.datetime | None = None) -> bool:
         """Whether the entry's ``expires`` date has passed (then it is not enforced)."""
         if self.expires is None:
@@ -258,15 +205,20 @@ class DomainEntry:
         return (now or _dt.datetime.now(_dt.timezone.utc)) >= self.expires
 
     def covers(self, hostname: str) -> bool:
-        """Whether this entry applies to ``hostname`` (already normalised)."""
-        base = self.base
+        """Whether this entry applies to ``hostname`` (already normalised), in any of its ``spellings``."""
         pattern = self.pattern
-        if pattern == "exact":
-            return hostname == base
-        if pattern == "one-label":
-            head, _, rest = hostname.partition(".")
-            return bool(head) and rest == base
-        return hostname == base or hostname.endswith("." + base)
+        for spelling in _hostnames.entry_spellings(self.base):
+            base = spelling.name
+            if pattern == "exact":
+                covered = hostname == base
+            elif pattern == "one-label":
+                head, _, rest = hostname.partition(".")
+                covered = bool(head) and rest == base
+            else:
+                covered = hostname == base or hostname.endswith("." + base)
+            if covered:
+                return True
+        return False
 
     def describe_pin(self, index: int) -> str:
         pin = self.pins[index]
@@ -320,6 +272,10 @@ class VerificationResult:
     def pinned(self) -> bool:
         """Whether an entry covered the host."""
         return self.entry is not None
+
+
+def _pinned_by(entry: DomainEntry | None) -> str:
+    return "no entry covers" if entry is None else f"entry {entry.host!r} pins"
 
 
 def _role(index: int, length: int) -> str:
@@ -400,13 +356,27 @@ def _parse_host(where: str, value: Any, include_subdomains: bool) -> str:
             "as '*.example.com' (one label) or '**.example.com' (any depth)"
         )
     try:
-        name = normalize_hostname(text)
+        forms = _hostnames.spellings(text)
     except ValueError as exc:
         raise PolicyError(f"{where}.host: {exc}") from None
-    if _ip_literal(text) is not None:
+    name = forms[0].name
+    if "*" in name:  # a full-width or small asterisk that UTS #46 maps to '*'
+        raise PolicyError(f"{where}.host: {value!r}: a wildcard must be written '*.' or '**.' at the start")
+    if _hostnames.is_ip_name(name):
         if prefix or include_subdomains:
             raise PolicyError(f"{where}.host: {value!r}: an IP address matches exactly; no wildcard or include_subdomains")
         return name
+    # The entry is kept as its canonical name and covers what that name's
+    # Unicode form is sent as; a name clients turn into forms it would not
+    # cover (upper-case letters that lower-case two ways) is refused.
+    covered = {s.name for s in _hostnames.entry_spellings(name)}
+    lost = [s for s in forms if s.name not in covered]
+    if lost:
+        sent = "; ".join(f"{s.name!r} ({_hostnames.to_unicode(s.name)}) by {s.senders}" for s in forms)
+        raise PolicyError(
+            f"{where}.host: {value!r} is sent as different names by different clients: {sent}; "
+            "write the name in lower case, as the one you mean"
+        )
     if prefix and include_subdomains:
         raise PolicyError(
             f"{where}: include_subdomains cannot be combined with the wildcard host {value!r}; "
@@ -500,7 +470,7 @@ class PinPolicy:
         self._any_depth: dict[str, DomainEntry] = {}
         for i, entry in enumerate(self.entries):
             self._check_entry(f"{source}: domains[{i}] ({entry.host})", entry)
-            table = {"exact": self._exact, "one-label": self._one_label, "any-depth": self._any_depth}[entry.pattern]
+            table = self._table(entry)
             key = entry.base
             if key in table:
                 raise PolicyError(
@@ -508,8 +478,27 @@ class PinPolicy:
                     f"{' with include_subdomains' if entry.include_subdomains else ''}"
                 )
             table[key] = entry
+        # Then the other forms clients send each name in (the IDNA 2003 form
+        # of a name with deviation characters): an entry written for that
+        # form itself wins; two entries claiming it are refused.
+        for entry in self.entries:
+            table = self._table(entry)
+            for spelling in _hostnames.entry_spellings(entry.base)[1:]:
+                current = table.get(spelling.name)
+                if current is None:
+                    table[spelling.name] = entry
+                elif current is not entry and current.base != spelling.name:
+                    raise PolicyError(
+                        f"{source}: entries {current.host!r} ({_hostnames.to_unicode(current.base)}) and "
+                        f"{entry.host!r} ({_hostnames.to_unicode(entry.base)}) both cover {spelling.name!r}, the "
+                        f"form {spelling.senders} send for each; add an entry for {spelling.name!r} "
+                        "itself to say which pins it takes"
+                    )
         self._pinsets: dict[int, Any] = {}
         self._global_pinset = self._make_pinset((), (), self.blocked_pins)
+
+    def _table(self, entry: DomainEntry) -> dict[str, DomainEntry]:
+        return {"exact": self._exact, "one-label": self._one_label, "any-depth": self._any_depth}[entry.pattern]
 
     def _check_entry(self, where: str, entry: DomainEntry) -> None:
         if len(entry.positions) != len(entry.pins):
@@ -610,7 +599,7 @@ class PinPolicy:
 
     def _noted_entry(self, name: str) -> DomainEntry | None:
         """An entry for a host noted from an HPKP header (the name itself, or a parent with includeSubDomains)."""
-        if not self.hpkp or _ip_literal(name) is not None:
+        if not self.hpkp or _hostnames.is_ip_name(name):
             return None
         from .stores import StoreError
 
@@ -869,14 +858,34 @@ class PinPolicy:
         When several cover the name, the most specific wins: an exact entry,
         then the pattern anchored deepest, ``*.`` before ``**.`` at equal depth.
         """
-        name = normalize_hostname(hostname)
-        return self._lookup(name)
+        return self._resolve(hostname)[1]
+
+    def _resolve(self, hostname: str) -> tuple[str, DomainEntry | None]:
+        """``hostname`` normalised, and the entry for it.
+
+        A non-ASCII name is sent as different names by different clients
+        (``straße.example``: ``xn--strae-oqa.example`` or ``strasse.example``);
+        if those would pick different entries, which one applies depends on
+        the client, so the name is refused (HostnameError naming the forms).
+        """
+        forms = _hostnames.spellings(hostname)
+        name = forms[0].name
+        entry = self._lookup(name)
+        for form in forms[1:]:
+            other = self._lookup(form.name)
+            if other is not entry:
+                raise HostnameError(
+                    f"host name {hostname!r} is sent as {name!r} by {forms[0].senders}, "
+                    f"which {_pinned_by(entry)}, and as {form.name!r} by {form.senders}, which "
+                    f"{_pinned_by(other)}; connect with the A-label you mean, or make one entry cover both"
+                )
+        return name, entry
 
     def _lookup(self, name: str) -> DomainEntry | None:
         entry = self._exact.get(name)
         if entry is not None:
             return entry
-        if _ip_literal(name) is not None:
+        if _hostnames.is_ip_name(name):
             return None
         any_depth = self._any_depth.get(name)
         if any_depth is not None:
@@ -921,8 +930,8 @@ class PinPolicy:
         certificate is malformed (fail closed).
         """
         started = time.perf_counter()
-        name = normalize_hostname(hostname)
-        entry = self._lookup(name) or self._noted_entry(name)
+        name, entry = self._resolve(hostname)
+        entry = entry or self._noted_entry(name)
         pinset = self._global() if entry is None or entry.noted else self._pinset(entry)
         try:
             # Match over the whole chain: blocked keys are refused wherever they
@@ -954,11 +963,11 @@ class PinPolicy:
         plan: list[tuple[str, DomainEntry | None, Sequence[bytes]] | ValueError] = []
         for hostname, chain in items:
             try:
-                name = normalize_hostname(hostname)
+                name, entry = self._resolve(hostname)
             except ValueError as exc:
                 plan.append(exc)
                 continue
-            entry = self._lookup(name) or self._noted_entry(name)
+            entry = entry or self._noted_entry(name)
             jobs.append((chain, self._global() if entry is None or entry.noted else self._pinset(entry)))
             plan.append((name, entry, chain))
         outcomes = iter(_backend.core.match_chains(jobs, True))

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, Callable, Iterable, Union
 
 from .._errors import PinengineError
+from .._hostnames import normalize_hostname
 from ..pins import Pin
 
 __all__ = [
@@ -85,9 +86,6 @@ class NoRecordError(PinengineError, LookupError):
 
 
 def _normalize(host: str) -> str:
-    # Imported here, not at the top: pinengine.policy may import the stores.
-    from ..policy import normalize_hostname
-
     return normalize_hostname(host)
 
 
