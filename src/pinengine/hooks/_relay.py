@@ -1,6 +1,6 @@
-"""A private local TLS forwarder: plaintext in on a local socket, pinned TLS out to the real server.
+"""A private local TLS relay: plaintext in on a local socket, pinned TLS out to the real server.
 
-``TLSForwarder`` listens on a unix domain socket in a fresh 0700 directory
+``TLSRelay`` listens on a unix domain socket in a fresh 0700 directory
 (loopback TCP where unix sockets are unavailable). For every local connection
 it accepts, it resolves the upstream target again, connects (trying each
 address in turn), performs TLS with a pinned context (``create_pinned_context``:
@@ -9,18 +9,20 @@ succeeded starts relaying bytes both ways. A connection whose upstream cannot
 be made (refused, TLS failure, pin mismatch) is closed before a single byte
 of it is read, so the client on the local side sees a dead transport.
 
-TLS runs over memory BIOs (``ssl.MemoryBIO`` / ``SSLObject``): the forwarder
+TLS runs over memory BIOs (``ssl.MemoryBIO`` / ``SSLObject``): the relay
 does the socket I/O itself, one ``recv`` per readiness event however many
 TLS records arrived, and nothing it produced is sent unless it decides so. A
 refused handshake sends nothing after the pin check: under TLS 1.3 the
 client's certificate (mutual TLS) and Finished never leave the process.
 
-The relay runs in one thread per forwarder (a level-triggered epoll loop over
+The relay runs in one thread per ``TLSRelay`` (a level-triggered epoll loop over
 every connection pair); connects and handshakes run in short-lived worker
 threads so a slow server never stalls established connections. ``close()``
 stops everything and removes the socket and its directory.
 
-This module knows nothing about gRPC; ``pinengine.hooks.grpc`` builds on it.
+This module knows no protocol above TLS: the caller gives a ``label`` that
+names its log lines, threads and socket directory, and the ALPN protocol the
+server must select (``pinengine.hooks.grpc`` builds on it).
 """
 
 from __future__ import annotations
@@ -40,17 +42,17 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from .._errors import PinMismatchError
 from ..policy import VerificationResult
 from .ssl import PinnedSSLObject
 
-__all__ = ["ConnectFailure", "TLSForwarder", "Upstream"]
+__all__ = ["ConnectFailure", "TLSRelay", "Upstream"]
 
 log = logging.getLogger("pinengine")
 
-# Per forwarder: one receive buffer and one plaintext buffer, reused by its
+# Per relay: one receive buffer and one plaintext buffer, reused by its
 # loop. 256 KiB moves bulk data in few system calls (it measured clearly
 # better than 64 KiB for 64 KiB messages); the buffers are anonymous memory
 # maps, so only the pages a channel's traffic touches become resident.
@@ -60,11 +62,11 @@ _HAS_UNIX = hasattr(socket, "AF_UNIX") and sys.platform != "win32"
 
 @dataclass(frozen=True)
 class Upstream:
-    """Where the forwarder connects: ``addresses`` (tried in order) or a ``host``/``port`` to resolve.
+    """Where the relay connects: ``addresses`` (tried in order) or a ``host``/``port`` to resolve.
 
     ``server_hostname`` is the name sent as SNI, checked against the
     certificate and used to choose the pin entry. ``unix_path`` makes the
-    upstream a unix domain socket (TLS over it, as grpc allows).
+    upstream a unix domain socket (TLS over it).
     """
 
     host: str
@@ -265,9 +267,10 @@ def _handshake(sock: socket.socket, tls: ssl.SSLObject, incoming: ssl.MemoryBIO,
         return
 
 
-class TLSForwarder:
+class TLSRelay:
     """Listens locally; each accepted connection becomes a pinned TLS connection to ``upstream``.
 
+    ``label`` names the relay's thread, log lines and socket directory.
     ``context`` is a pinned ``ssl.SSLContext`` (from ``create_pinned_context``,
     with ALPN and any client certificate already set). ``require_alpn``: the
     protocol the server must select (None: no requirement). Every attempt's
@@ -282,14 +285,13 @@ class TLSForwarder:
         *,
         require_alpn: str | None = None,
         connect_timeout: float = 20.0,
-        name: str = "pinengine-forwarder",
-        on_event: Callable[[str, Any], None] | None = None,
+        label: str = "pinengine-relay",
     ) -> None:
         self.upstream = upstream
         self.context = context
         self.require_alpn = require_alpn
         self.connect_timeout = connect_timeout
-        self.on_event = on_event
+        self.label = label
         self.accepted = 0  # local connections accepted (each one an upstream attempt)
         self.established = 0  # upstream connections that passed TLS and the pin check
         self.refused = 0  # attempts that failed (any reason)
@@ -317,7 +319,7 @@ class TLSForwarder:
             self._listener.setblocking(False)
             self._poller.register(self._wake_r, self._poller.READ, None)
             self._poller.register(self._listener, self._poller.READ, None)
-            self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+            self._thread = threading.Thread(target=self._run, name=f"{label} {upstream.describe()}", daemon=True)
             self._thread.start()
         except BaseException:
             self._closed = True
@@ -330,7 +332,7 @@ class TLSForwarder:
         if _HAS_UNIX:
             # A fresh directory only this user can enter: no other local user
             # can connect to the tunnel (and borrow a client certificate).
-            d = tempfile.mkdtemp(prefix="pinengine-grpc-")
+            d = tempfile.mkdtemp(prefix=f"{_safe(self.label)}-")
             path = os.path.join(d, "s")
             if len(path.encode()) >= 100:  # sun_path holds 104-108 bytes; TMPDIR may be long
                 shutil.rmtree(d, ignore_errors=True)
@@ -407,7 +409,7 @@ class TLSForwarder:
         try:
             self._loop()
         except Exception:  # pragma: no cover - a bug; never leave connections hanging
-            log.exception("pinengine forwarder to %s crashed", self.upstream.describe())
+            log.exception("%s: the relay to %s crashed", self.label, self.upstream.describe())
         finally:
             with self._lock:
                 self._closed = True
@@ -478,7 +480,7 @@ class TLSForwarder:
                 return
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.error("pinengine forwarder: cannot accept a connection: %s", exc)
+                    log.error("%s: cannot accept a connection: %s", self.label, exc)
                     return
                 raise
             with self._lock:
@@ -509,8 +511,6 @@ class TLSForwarder:
                 self.established += 1
                 self.last_failure = None
                 self.last_result = getattr(upstream.tls, "pin_result", None)
-            if self.on_event is not None:
-                self.on_event("established", upstream)
         finally:
             with self._lock:
                 self._workers.pop(threading.current_thread(), None)
@@ -530,24 +530,22 @@ class TLSForwarder:
         if isinstance(exc, PinMismatchError):
             kind = "pin"
             log.error(
-                "gRPC channel to %s: connection to %s refused by the pin check:\n%s",
-                up.server_hostname, peer, exc,
+                "%s %s: connection to %s refused by the pin check:\n%s",
+                self.label, up.server_hostname, peer, exc,
             )
         elif isinstance(exc, ssl.SSLCertVerificationError):
             kind = "certificate"
-            log.error("gRPC channel to %s: certificate of %s refused: %s", up.server_hostname, peer, exc)
+            log.error("%s %s: certificate of %s refused: %s", self.label, up.server_hostname, peer, exc)
         elif isinstance(exc, ssl.SSLError) or getattr(exc, "_pinengine_tls", False):
             kind = "tls"
-            log.warning("gRPC channel to %s: TLS handshake with %s failed: %s", up.server_hostname, peer, exc)
+            log.warning("%s %s: TLS handshake with %s failed: %s", self.label, up.server_hostname, peer, exc)
         else:
             kind = "connect"
-            log.warning("gRPC channel to %s: cannot connect to %s: %s", up.server_hostname, peer, exc)
+            log.warning("%s %s: cannot connect to %s: %s", self.label, up.server_hostname, peer, exc)
         failure = ConnectFailure(kind, up.server_hostname, peer, exc, time.time())
         with self._lock:
             self.refused += 1
             self.last_failure = failure
-        if self.on_event is not None:
-            self.on_event("refused", failure)
 
     def _open_upstream(self, slot: list[Any]) -> _TLSConnection:
         up = self.upstream
@@ -561,14 +559,14 @@ class TLSForwarder:
         last: BaseException | None = None
         for family, sockaddr in addresses:
             if self._closed:
-                raise OSError("forwarder closed")
+                raise OSError("relay closed")
             peer = _format_addr(family, sockaddr)
             sock = socket.socket(family, socket.SOCK_STREAM)
             slot[0] = sock
             try:
                 sock.settimeout(self.connect_timeout)
                 if self._closed:
-                    raise OSError("forwarder closed")
+                    raise OSError("relay closed")
                 sock.connect(sockaddr)
                 if family in (socket.AF_INET, socket.AF_INET6):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -587,7 +585,7 @@ class TLSForwarder:
                 if self.require_alpn is not None and tls.selected_alpn_protocol() != self.require_alpn:
                     err = ssl.SSLError(
                         f"the server did not select ALPN {self.require_alpn!r} "
-                        f"(it selected {tls.selected_alpn_protocol()!r}); it does not speak gRPC over TLS"
+                        f"(it selected {tls.selected_alpn_protocol()!r})"
                     )
                     err._pinengine_tls = True  # type: ignore[attr-defined]
                     raise err
@@ -768,6 +766,11 @@ class TLSForwarder:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+
+
+def _safe(label: str) -> str:
+    """``label`` as a file name prefix: letters, digits, ``-`` and ``_`` only."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "-" for c in label)[:32] or "relay"
 
 
 def _format_addr(family: int, sockaddr: Any) -> str:

@@ -1,0 +1,87 @@
+"""The pinned TLS context a channel's relay uses: grpc's roots, the client key pair, ALPN h2."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import tempfile
+from typing import Any
+
+import grpc
+
+from ...policy import PinPolicy
+from ..ssl import create_pinned_context
+
+__all__ = ["as_pem", "pinned_context"]
+
+
+def default_cafile() -> str | None:
+    """The trust anchors grpc itself uses when ``root_certificates`` is None.
+
+    ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`` if set, else the bundle shipped in
+    the grpcio package; None (the system trust store) if neither exists.
+    """
+    path = os.environ.get("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH")
+    if path:
+        return path
+    bundled = os.path.join(os.path.dirname(grpc.__file__), "_cython", "_credentials", "roots.pem")
+    return bundled if os.path.isfile(bundled) else None
+
+
+def _load_client_pair(context: ssl.SSLContext, private_key: bytes, certificate_chain: bytes) -> None:
+    """``load_cert_chain`` from PEM bytes without writing the key to a disk file where avoidable."""
+    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
+        fds: list[int] = []
+        try:
+            for data in (certificate_chain, private_key):
+                fd = os.memfd_create("pinengine-grpc", getattr(os, "MFD_CLOEXEC", 0))
+                fds.append(fd)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            context.load_cert_chain(f"/proc/self/fd/{fds[0]}", f"/proc/self/fd/{fds[1]}")
+        finally:
+            for fd in fds:
+                os.close(fd)
+        return
+    d = tempfile.mkdtemp(prefix="pinengine-grpc-key-")
+    try:
+        cert_path, key_path = os.path.join(d, "chain.pem"), os.path.join(d, "key.pem")
+        for path, data in ((cert_path, certificate_chain), (key_path, private_key)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        context.load_cert_chain(cert_path, key_path)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def as_pem(name: str, value: Any) -> bytes | None:
+    """A PEM argument as bytes (grpc takes bytes; str is accepted too)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode("ascii")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"{name} must be PEM bytes, not {type(value).__name__}")
+
+
+def pinned_context(
+    policy: PinPolicy,
+    root_certificates: bytes | None,
+    private_key: bytes | None,
+    certificate_chain: bytes | None,
+) -> ssl.SSLContext:
+    """A pinned client context with what ``grpc.ssl_channel_credentials`` would use, and ALPN h2."""
+    if root_certificates is not None:
+        context = create_pinned_context(policy, cadata=root_certificates.decode("ascii"))
+    else:
+        context = create_pinned_context(policy, cafile=default_cafile())
+    context.set_alpn_protocols(["h2"])
+    if (private_key is None) != (certificate_chain is None):
+        raise ValueError("mutual TLS needs both private_key and certificate_chain")
+    if private_key is not None and certificate_chain is not None:
+        _load_client_pair(context, private_key, certificate_chain)
+    return context
