@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+from dataclasses import replace
 from typing import Any, Sequence
 
 import grpc
@@ -10,12 +12,14 @@ from ...policy import PinPolicy, VerificationResult
 from .._relay import ConnectFailure, TLSRelay
 from ._credentials import as_pem, pinned_context
 from ._errors import TRANSLATED
-from ._targets import parse_target
+from ._options import read_options
+from ._proxy import choose_proxy
+from ._targets import parse_target, target_scheme
 
 __all__ = ["ChannelState", "open_relay"]
 
-_OVERRIDE = "grpc.ssl_target_name_override"
 _AUTHORITY = "grpc.default_authority"
+_SCHEME = "grpc.http2_scheme"
 #: Names the relay's thread, log lines and socket directory.
 LABEL = "pinengine-grpc"
 
@@ -30,28 +34,59 @@ def open_relay(
     connect_timeout: float,
     call_credentials: grpc.CallCredentials | None = None,
 ) -> tuple[TLSRelay, str, list[tuple[str, Any]], Any]:
-    """Start the relay; return it, the local target, the channel options and the credentials."""
+    """Start the relay; return it, the local target, the options for grpc and the credentials.
+
+    Raises ValueError (TypeError for a wrong type) for a target or an option
+    the channel cannot honour, before anything is started.
+    """
     if not isinstance(policy, PinPolicy):
         raise TypeError(f"policy must be a PinPolicy, not {type(policy).__name__}")
-    opts = list(options or ())
-    override = None
-    passed: list[tuple[str, Any]] = []
-    for key, value in opts:
-        if key == _OVERRIDE:
-            override = value.decode() if isinstance(value, bytes) else str(value)
-        else:
-            passed.append((key, value))
-    upstream, authority = parse_target(target, override)
+    if isinstance(connect_timeout, bool) or not isinstance(connect_timeout, (int, float)) or not connect_timeout > 0:
+        raise ValueError(f"connect_timeout must be a positive number of seconds, not {connect_timeout!r}")
+    plan = read_options(options)
+    upstream, authority = parse_target(target, plan.override)
+    scheme = target_scheme(target)
+    if scheme not in ("unix", "unix-abstract"):
+        proxy = choose_proxy(plan.http_proxy, plan.proxy_enabled, upstream.host)
+        if proxy is not None:
+            if len(upstream.addresses) > 1:
+                raise ValueError(
+                    f"gRPC target {target!r}: an address list cannot go through the proxy {proxy.describe()} "
+                    "(grpc would ask it for a tunnel to the whole list); set grpc.enable_http_proxy=0 or no_proxy"
+                )
+            upstream = replace(upstream, addresses=(), proxy=proxy)
+    passed = list(plan.passed)
     if not any(key == _AUTHORITY for key, _ in passed):
         # The :authority header names the real host, not the local socket.
         passed.append((_AUTHORITY, authority))
+    if not any(key == _SCHEME for key, _ in passed):
+        passed.append((_SCHEME, "https"))  # as grpc's TLS credentials set it: the server sees a TLS channel
+    # The relay applies the proxy; grpc must not send the local hop to one.
+    passed.append(("grpc.enable_http_proxy", 0))
+    key = as_pem("private_key", private_key)
     context = pinned_context(
-        policy,
-        as_pem("root_certificates", root_certificates),
-        as_pem("private_key", private_key),
-        as_pem("certificate_chain", certificate_chain),
+        policy, as_pem("root_certificates", root_certificates), key, as_pem("certificate_chain", certificate_chain)
     )
-    relay = TLSRelay(upstream, context, require_alpn="h2", connect_timeout=connect_timeout, label=LABEL)
+    try:
+        relay = TLSRelay(
+            upstream,
+            context,
+            require_alpn="h2",
+            connect_timeout=float(connect_timeout),
+            label=LABEL,
+            spread=plan.spread,
+            min_resolve_interval=plan.min_resolve_interval,
+            resolve_timeout=plan.resolve_timeout,
+            shuffle=plan.shuffle,
+            socket_options=plan.socket_options,
+            client_certificate=key is not None,
+        )
+    except socket.gaierror as exc:
+        raise OSError(
+            exc.errno,
+            f"cannot resolve {upstream.describe()}: {exc.strerror}; the {plan.policy} policy needs the target's "
+            "addresses when the channel is made (a pinned channel gives grpc one local endpoint per address)",
+        ) from exc
     try:
         # Local-connection credentials rather than an insecure channel: grpc
         # then treats the channel as secure (PRIVACY_AND_INTEGRITY over a unix

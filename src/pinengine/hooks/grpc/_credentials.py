@@ -80,6 +80,15 @@ def pinned_context(
     else:
         context = create_pinned_context(policy, cafile=default_cafile())
     context.set_alpn_protocols(["h2"])
+    # A TLS 1.2 server could otherwise renegotiate an open connection and
+    # present another certificate, which no pin check would see.
+    context.options |= ssl.OP_NO_RENEGOTIATION
+    ciphers = os.environ.get("GRPC_SSL_CIPHER_SUITES")
+    if ciphers:  # grpc's own setting for its TLS (TLS 1.2 suites, OpenSSL names)
+        try:
+            context.set_ciphers(ciphers)
+        except ssl.SSLError as exc:
+            raise ValueError(f"GRPC_SSL_CIPHER_SUITES={ciphers!r}: no usable cipher suite ({exc})") from None
     if (private_key is None) != (certificate_chain is None):
         raise ValueError("mutual TLS needs both private_key and certificate_chain")
     if private_key is not None and certificate_chain is not None:

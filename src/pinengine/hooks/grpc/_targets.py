@@ -7,11 +7,29 @@ import socket
 
 from .._relay import Upstream, sockaddrs, split_host_port
 
-__all__ = ["DEFAULT_PORT", "parse_target"]
+__all__ = ["DEFAULT_PORT", "parse_target", "target_scheme"]
 
 #: grpc's default port for a target without one (its DNS resolver's "https").
 DEFAULT_PORT = 443
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(.*)$", re.DOTALL)
+#: Resolvers grpc registers that a pinned channel cannot stand in for.
+_UNSUPPORTED = {
+    "xds": "xDS",
+    "google-c2p": "Google's direct path (xDS)",
+    "google-c2p-experimental": "Google's direct path (xDS)",
+    "vsock": "vsock",
+}
+#: Targets are names and address lists an application gives; none real comes near this.
+MAX_TARGET = 4096
+
+
+def target_scheme(target: str) -> str:
+    """The resolver grpc would use for ``target``: ``dns`` (also for ``host:port``), ``ipv4``, ``unix``..."""
+    match = _SCHEME_RE.match(target)
+    scheme = match.group(1).lower() if match else ""
+    if scheme in ("dns", "ipv4", "ipv6", "unix", "unix-abstract"):
+        return scheme
+    return "dns"
 
 
 def parse_target(target: str, override: str | None) -> tuple[Upstream, str]:
@@ -23,9 +41,16 @@ def parse_target(target: str, override: str | None) -> tuple[Upstream, str]:
     """
     if not isinstance(target, str) or not target:
         raise ValueError(f"invalid gRPC target {target!r}")
+    if len(target) > MAX_TARGET:
+        raise ValueError(f"invalid gRPC target: over {MAX_TARGET} characters")
     match = _SCHEME_RE.match(target)
     scheme = match.group(1).lower() if match else ""
     rest = match.group(2) if match else ""
+    if scheme in _UNSUPPORTED:
+        raise ValueError(
+            f"gRPC target {target!r}: the {scheme!r} resolver ({_UNSUPPORTED[scheme]}) is not supported by pinned "
+            "channels (supported: host:port, dns:, ipv4:, ipv6:, unix:, unix-abstract:)"
+        )
     if scheme == "dns":
         if rest.startswith("//"):
             authority, _, rest = rest[2:].partition("/")
