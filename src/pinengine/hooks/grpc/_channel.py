@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import socket
 from dataclasses import replace
 from typing import Any, Sequence
@@ -12,16 +14,26 @@ from ...policy import PinPolicy, VerificationResult
 from .._relay import ConnectFailure, TLSRelay
 from ._credentials import as_pem, pinned_context
 from ._errors import TRANSLATED
+from ._native import native_support
 from ._options import read_options
 from ._proxy import choose_proxy
 from ._targets import parse_target, target_scheme
 
 __all__ = ["ChannelState", "open_relay"]
 
+log = logging.getLogger("pinengine")
+
 _AUTHORITY = "grpc.default_authority"
 _SCHEME = "grpc.http2_scheme"
 #: Names the relay's thread, log lines and socket directory.
 LABEL = "pinengine-grpc"
+
+
+@functools.cache
+def _note_native_support() -> None:
+    support = native_support()
+    if support.callback:
+        log.debug("pinned gRPC channels keep their relay: %s", support.reason)
 
 
 def open_relay(
@@ -43,6 +55,7 @@ def open_relay(
         raise TypeError(f"policy must be a PinPolicy, not {type(policy).__name__}")
     if isinstance(connect_timeout, bool) or not isinstance(connect_timeout, (int, float)) or not connect_timeout > 0:
         raise ValueError(f"connect_timeout must be a positive number of seconds, not {connect_timeout!r}")
+    _note_native_support()
     plan = read_options(options)
     upstream, authority = parse_target(target, plan.override)
     scheme = target_scheme(target)
