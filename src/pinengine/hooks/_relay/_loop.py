@@ -48,13 +48,14 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from ..._errors import PinMismatchError
 from ...policy import VerificationResult
 from ..ssl import PinnedSSLObject
 from ._addresses import Address, AddressBook, Upstream, format_addr
 from ._connect import ConnectAnswer, connect_request
+from ._pair import Buffers, Pair
 from ._poller import Poller
 
 __all__ = ["ConnectFailure", "TLSRelay"]
@@ -148,41 +149,6 @@ class _Attempt:
         self.done = False
 
 
-class _Pair:
-    """One relayed connection: the local plaintext socket and the upstream TLS connection.
-
-    ``*_in`` / ``*_out`` say what the last system calls showed: data may be
-    waiting, or there may be room. They are cleared on ``EAGAIN`` (or a
-    short read) and set again by readiness events.
-    """
-
-    __slots__ = ("local", "sock", "tls", "incoming", "outgoing", "to_local", "to_remote", "local_in",
-                 "local_out", "remote_in", "remote_out", "remote_eof", "closed", "on_local", "on_remote")
-
-    def __init__(self, local: socket.socket, sock: socket.socket, tls: Any, incoming: ssl.MemoryBIO,
-                 outgoing: ssl.MemoryBIO, pending: bytes) -> None:
-        self.local = local
-        self.sock = sock
-        # The C object the SSLObject's read/write wrap, where there is one:
-        # one Python frame less per call on the hot path. The pin check
-        # passed already; nothing here runs before it.
-        self.tls = getattr(tls, "_sslobj", None) or tls
-        self.incoming = incoming
-        self.outgoing = outgoing
-        self.to_local: bytes | memoryview = b""  # decrypted, not yet taken by the local socket
-        self.to_remote: bytes | memoryview = pending  # encrypted, not yet taken by the upstream socket
-        self.local_in = self.remote_in = True  # unknown: try
-        self.local_out = self.remote_out = True
-        self.remote_eof = False
-        self.closed = False
-        self.on_local: Callable[[int], None] = _noop
-        self.on_remote: Callable[[int], None] = _noop
-
-
-def _noop(events: int) -> None:
-    return None
-
-
 class TLSRelay:
     """Listens locally; each accepted connection becomes a pinned TLS connection to ``upstream``.
 
@@ -249,17 +215,15 @@ class TLSRelay:
         self._lock = threading.Lock()
         self._closed = False
         self._attempts: set[_Attempt] = set()
-        self._pairs: set[_Pair] = set()
+        self._pairs: set[Pair] = set()
         self._waiting: list[_Attempt] = []  # attempts waiting for the resolution under way
         self._resolving = False
         self._resolved: tuple[list[Address] | None, BaseException | None] | None = None
         self._dir: str | None = None
         self._listeners: list[socket.socket] = []
         self._poller = Poller()
-        self._buf = mmap.mmap(-1, _BUFFER)
-        self._view = memoryview(self._buf)
-        self._plain = mmap.mmap(-1, _BUFFER)
-        self._plain_view = memoryview(self._plain)
+        self._buffers = Buffers(mmap.mmap(-1, _BUFFER), mmap.mmap(-1, _BUFFER))
+        self._view = self._buffers.raw_view
         self._wake_r, self._wake_w = socket.socketpair()
         self._thread = threading.Thread(target=self._run, name=f"{label} {upstream.describe()}", daemon=True)
         try:
@@ -365,14 +329,17 @@ class TLSRelay:
 
     def _loop(self) -> None:
         poll = self._poller.poll
+        handlers = self._poller.handlers
         attempts = self._attempts
         while not self._closed:
             timeout = None
             if attempts:
                 now = time.monotonic()
                 timeout = max(0.0, min(a.deadline for a in attempts) - now)
-            for handler, events in poll(timeout):
-                handler(events)
+            for fd, events in poll(timeout):
+                handler = handlers.get(fd)
+                if handler is not None:
+                    handler(events)
             if attempts:
                 now = time.monotonic()
                 for attempt in [a for a in attempts if a.deadline <= now]:
@@ -706,176 +673,21 @@ class TLSRelay:
         self.established += 1
         self.last_failure = None
         self.last_result = getattr(attempt.tls, "pin_result", None)
-        pair = _Pair(attempt.local, sock, attempt.tls, attempt.incoming, attempt.outgoing,
-                     attempt.out + last_flight)
+        pair = Pair(attempt.local, sock, attempt.tls, attempt.incoming, attempt.outgoing, attempt.out + last_flight,
+                    self._buffers, self._poller, self._pair_closed)
         attempt.sock = None
         self._pairs.add(pair)
-        pair.on_local = functools.partial(self._on_local, pair)
-        pair.on_remote = functools.partial(self._on_remote, pair)
-        self._poller.set_handler(pair.local, pair.on_local)
-        self._poller.set_handler(pair.sock, pair.on_remote)
-        self._pump(pair)
+        self._poller.set_handler(pair.local, pair.local_event)
+        self._poller.set_handler(pair.sock, pair.remote_event)
+        pair.pump()
 
-    # -- relaying ---------------------------------------------------------
-
-    def _on_local(self, pair: _Pair, events: int) -> None:
-        if events & self._poller.IN:
-            pair.local_in = True
-        if events & self._poller.OUT:
-            pair.local_out = True
-        if events & self._poller.BROKEN:
-            pair.local_in = pair.local_out = True  # the next call shows the error or the end
-        self._pump(pair)
-
-    def _on_remote(self, pair: _Pair, events: int) -> None:
-        if events & self._poller.IN:
-            pair.remote_in = True
-        if events & self._poller.OUT:
-            pair.remote_out = True
-        if events & self._poller.BROKEN:
-            pair.remote_in = pair.remote_out = True
-        self._pump(pair)
-
-    def _pump(self, pair: _Pair) -> None:
-        """Move bytes both ways until every direction waits on the system (EAGAIN) or the pair ends."""
-        try:
-            progress = True
-            while progress and not pair.closed:
-                progress = False
-                # server -> client
-                if pair.to_local:
-                    if pair.local_out:
-                        progress = self._flush_local(pair)
-                elif (pair.remote_in and not pair.remote_eof) or pair.incoming.pending or pair.tls.pending():
-                    progress = self._from_remote(pair)
-                elif pair.remote_eof:
-                    self._close_pair(pair)  # everything the server sent was delivered
-                    return
-                # client -> server
-                if pair.to_remote:
-                    if pair.remote_out:
-                        progress = self._flush_remote(pair) or progress
-                elif pair.local_in:
-                    progress = self._from_local(pair) or progress
-        except (OSError, ssl.SSLError, ValueError):
-            self._close_pair(pair)
-            return
-        if not self._poller.edge and not pair.closed:
-            self._poller.set_mask(pair.local, (0 if pair.to_remote else self._poller.IN)
-                                  | (self._poller.OUT if pair.to_local else 0))
-            self._poller.set_mask(pair.sock, (0 if (pair.to_local or pair.remote_eof) else self._poller.IN)
-                                  | (self._poller.OUT if pair.to_remote else 0))
-
-    def _from_local(self, pair: _Pair) -> bool:
-        try:
-            n = pair.local.recv_into(self._buf)
-        except (BlockingIOError, InterruptedError):
-            pair.local_in = False
-            return False
-        if not n:
-            self._close_pair(pair)  # the client is gone; nothing it sent is still owed
-            return False
-        if n < _BUFFER:
-            pair.local_in = False  # a short read on a stream socket: it is drained for now
-        pair.tls.write(self._view[:n])  # into the outgoing BIO: never blocks
-        pair.to_remote = pair.outgoing.read()
-        if pair.remote_out:
-            self._flush_remote(pair)
-        return True
-
-    def _flush_remote(self, pair: _Pair) -> bool:
-        """Send what TLS produced to the server, until it is all gone or the socket is full."""
-        data = pair.to_remote
-        sock = pair.sock
-        sent_any = False
-        while data:
-            try:
-                sent = sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                pair.remote_out = False
-                break
-            sent_any = True
-            data = memoryview(data)[sent:] if sent < len(data) else b""
-        pair.to_remote = data
-        return sent_any
-
-    def _from_remote(self, pair: _Pair) -> bool:
-        """Receive from the server (if the BIO is dry), decrypt, and give the plaintext to the client."""
-        incoming = pair.incoming
-        received = False
-        if pair.remote_in and not pair.remote_eof:
-            try:
-                n = pair.sock.recv_into(self._buf)
-            except (BlockingIOError, InterruptedError):
-                pair.remote_in = False
-                n = -1
-            if not n:
-                pair.remote_eof = received = True
-                incoming.write_eof()
-            elif n > 0:
-                received = True
-                if n < _BUFFER:
-                    pair.remote_in = False  # a short read on a stream socket: it is drained for now
-                incoming.write(self._view[:n])
-        tls = pair.tls
-        view = self._plain_view
-        size = _BUFFER
-        filled = 0
-        while filled < size:
-            try:
-                got: int = tls.read(size - filled, view[filled:])
-            except ssl.SSLWantReadError:
-                break
-            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                pair.remote_eof = True
-                break
-            if not got:
-                pair.remote_eof = True
-                break
-            filled += got
-            if not incoming.pending and not tls.pending():
-                break  # everything received is decrypted: skip the read that would only raise
-        if pair.outgoing.pending:  # e.g. a TLS 1.3 key update answered while reading
-            pair.to_remote = bytes(pair.to_remote) + pair.outgoing.read()
-            if pair.remote_out:
-                self._flush_remote(pair)
-        if filled:
-            pair.to_local = view[:filled]
-            self._flush_local(pair)
-            if pair.to_local:
-                pair.to_local = bytes(pair.to_local)  # the plaintext buffer is reused
-        return received or filled > 0
-
-    def _flush_local(self, pair: _Pair) -> bool:
-        data = pair.to_local
-        local = pair.local
-        sent_any = False
-        while data:
-            try:
-                sent = local.send(data)
-            except (BlockingIOError, InterruptedError):
-                pair.local_out = False
-                break
-            sent_any = True
-            data = memoryview(data)[sent:] if sent < len(data) else b""
-        pair.to_local = data
-        return sent_any
-
-    def _close_pair(self, pair: _Pair) -> None:
-        if pair.closed:
-            return
-        pair.closed = True
-        self._poller.unregister(pair.local)
-        self._poller.unregister(pair.sock)
+    def _pair_closed(self, pair: Pair) -> None:
         self._pairs.discard(pair)
-        pair.on_local = pair.on_remote = _noop  # no cycle through the poller's handlers
-        _close_quietly(pair.sock)
-        _close_quietly(pair.local)
 
     def _cleanup(self) -> None:
         """Close everything the loop owns and remove the socket directory (the loop has ended)."""
         for pair in list(self._pairs):
-            self._close_pair(pair)
+            pair.close()
         for attempt in list(self._attempts):
             self._end_attempt(attempt)
         for listener in self._listeners:
@@ -883,12 +695,7 @@ class TLSRelay:
         for s in (self._wake_r, self._wake_w):
             _close_quietly(s)
         self._poller.close()
-        for view, buf in ((self._view, self._buf), (self._plain_view, self._plain)):
-            try:
-                view.release()
-                buf.close()
-            except BufferError:  # pragma: no cover - a slice still alive; the GC unmaps it
-                pass
+        self._buffers.release()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
