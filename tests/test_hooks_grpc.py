@@ -764,15 +764,30 @@ def test_closed_channel(server: GrpcServer, chain: Chain, good: PinPolicy) -> No
     channel.close()
     channel.close()  # idempotent
     assert channel.closed and channel._relay.closed and not os.path.exists(directory)
+    with socket.socket(socket.AF_UNIX) as s, pytest.raises((ConnectionRefusedError, FileNotFoundError)):
+        s.connect(channel._relay.local_address)  # the endpoint is gone
     with pytest.raises(ValueError):  # what grpc raises for a closed channel
         channel.unary_unary(UNARY)(b"x", timeout=TIMEOUT)
 
 
-def test_socket_directory_is_private(server: GrpcServer, chain: Chain, good: PinPolicy) -> None:
+def test_socket_directory_is_private(
+    server: GrpcServer, chain: Chain, good: PinPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Linux: abstract sockets that take connections from this process only
+    # (tests/security/test_grpc_local_endpoints.py tries other processes);
+    # elsewhere: unix sockets in a directory only this user can enter.
+    from pinengine.hooks._relay import _loop
+
+    with secure_channel(target(server), good, root_certificates=roots(chain)) as channel:
+        if _loop._ABSTRACT:
+            assert channel._relay.local_target.startswith("unix-abstract:")
+        monkeypatch.setattr(_loop, "_ABSTRACT", False)
     with secure_channel(target(server), good, root_certificates=roots(chain)) as channel:
         directory = os.path.dirname(str(channel._relay.local_address))
         assert channel._relay.local_target.startswith("unix:")
         assert os.stat(directory).st_mode & 0o777 == 0o700
+        assert channel.unary_unary(UNARY)(b"fs", timeout=TIMEOUT) == b"fs"
+    assert not os.path.exists(directory)
 
 
 def test_bad_arguments(chain: Chain, good: PinPolicy) -> None:

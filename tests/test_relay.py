@@ -48,6 +48,8 @@ def test_stale_after_the_minimum_interval() -> None:
     book = AddressBook(dns(), min_interval=30)
     book.update([v4(1)])
     assert book.resolved_at is not None
+    assert not book.stale(book.resolved_at + 3600)  # no connection used it yet (resolved ahead of one)
+    book.candidates(0)
     assert not book.stale(book.resolved_at + 29.9)
     assert book.stale(book.resolved_at + 30)
 

@@ -133,6 +133,7 @@ class AddressBook:
         self.resolved_at: float | None = None
         self.assigned: list[Address | None] = []
         self.resolutions = 0
+        self.unused = False  # no connection has used the latest resolution yet
 
     def spread(self, addresses: Sequence[Address]) -> int:
         """Start spreading over ``addresses`` (the first resolution): one slot each. Returns the slot count."""
@@ -152,6 +153,8 @@ class AddressBook:
             return False
         if self.resolved_at is None:
             return True
+        if self.unused:
+            return False  # made ahead of the first connection (or for it): not resolved twice
         return (time.monotonic() if now is None else now) - self.resolved_at >= self.min_interval
 
     def update(self, addresses: list[Address]) -> None:
@@ -160,6 +163,7 @@ class AddressBook:
             random.shuffle(addresses)
         self.addresses = addresses[:MAX_ADDRESSES]
         self.resolved_at = time.monotonic()
+        self.unused = True
         self.resolutions += 1
         if not self.assigned:
             return
@@ -180,6 +184,7 @@ class AddressBook:
 
     def candidates(self, slot: int) -> list[Address]:
         """The addresses a connection on ``slot`` tries, in order (none: refuse it)."""
+        self.unused = False
         if not self.assigned:
             return list(self.addresses)
         address = self.assigned[slot] if slot < len(self.assigned) else None

@@ -40,9 +40,11 @@ import functools
 import logging
 import mmap
 import os
+import secrets
 import shutil
 import socket
 import ssl
+import struct
 import sys
 import tempfile
 import threading
@@ -68,6 +70,11 @@ log = logging.getLogger("pinengine")
 # only the pages a channel's traffic touches become resident.
 _BUFFER = 256 * 1024
 _HAS_UNIX = hasattr(socket, "AF_UNIX") and sys.platform != "win32"
+#: Linux: abstract unix sockets (no file to make or remove) whose every
+#: connection must come from this very process (SO_PEERCRED): an abstract name
+#: has no permission bits, and /proc/net/unix lists it to every local user.
+_ABSTRACT = _HAS_UNIX and sys.platform.startswith("linux") and hasattr(socket, "SO_PEERCRED")
+_PEERCRED = struct.Struct("3i")  # pid, uid, gid
 #: Local endpoints of one relay at most (one per resolved address; see _addresses.MAX_ADDRESSES).
 MAX_ENDPOINTS = 128
 #: Characters a socket directory may hold: grpc splits a ``unix:`` target on
@@ -220,6 +227,7 @@ class TLSRelay:
         self._resolving = False
         self._resolved: tuple[list[Address] | None, BaseException | None] | None = None
         self._dir: str | None = None
+        self._abstract = False
         self._listeners: list[socket.socket] = []
         self._poller = Poller()
         self._buffers = Buffers(mmap.mmap(-1, _BUFFER), mmap.mmap(-1, _BUFFER))
@@ -243,6 +251,19 @@ class TLSRelay:
     # -- local endpoints ---------------------------------------------------
 
     def _listen(self, count: int) -> None:
+        if _ABSTRACT:
+            base = f"{_safe(self.label)}-{secrets.token_hex(12)}"
+            names = [f"{base}-{i}" for i in range(count)]
+            for name in names:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self._listeners.append(sock)
+                sock.bind("\0" + name)
+                sock.listen(64)
+            self._abstract = True
+            self.local_target = "unix-abstract:" + ",".join(names)
+            self.local_addresses = ["\0" + name for name in names]
+            self.local_address = self.local_addresses[0]
+            return
         if _HAS_UNIX:
             # A fresh directory only this user can enter: no other local user
             # can connect to the relay (and borrow a client certificate).
@@ -276,7 +297,7 @@ class TLSRelay:
     @property
     def is_unix(self) -> bool:
         """Whether the local endpoints are unix sockets (else loopback TCP)."""
-        return self._dir is not None
+        return self._abstract or self._dir is not None
 
     @property
     def endpoints(self) -> int:
@@ -328,6 +349,10 @@ class TLSRelay:
             self._cleanup()
 
     def _loop(self) -> None:
+        if self.upstream.needs_resolution and self.book.resolved_at is None:
+            # Resolve ahead of the first connection, while grpc sets its channel up.
+            self._resolving = True
+            threading.Thread(target=self._resolve_worker, name=f"{self._thread.name} resolve", daemon=True).start()
         poll = self._poller.poll
         handlers = self._poller.handlers
         attempts = self._attempts
@@ -370,6 +395,8 @@ class TLSRelay:
                     log.error("%s: cannot accept a connection: %s", self.label, exc)
                     return
                 raise
+            if self._abstract and not self._from_this_process(local):
+                continue
             local.setblocking(False)
             if not self.is_unix:
                 local.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -384,6 +411,18 @@ class TLSRelay:
                 self._await_resolution(attempt)
             else:
                 self._start(attempt)
+
+    def _from_this_process(self, local: socket.socket) -> bool:
+        """Whether the peer of an accepted abstract-socket connection is this process; if not, refuse it."""
+        try:
+            pid, uid, _gid = _PEERCRED.unpack(local.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+        except OSError:
+            pid = uid = -1
+        if pid == os.getpid():
+            return True
+        log.warning("%s: refused a local connection from another process (pid %d, uid %d)", self.label, pid, uid)
+        _close_quietly(local)
+        return False
 
     def _local_during_attempt(self, attempt: _Attempt, events: int) -> None:
         if events & self._poller.BROKEN and not attempt.done:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import ssl
 import tempfile
+import threading
+import weakref
+from collections import OrderedDict
 from typing import Any
 
 import grpc
@@ -68,17 +72,63 @@ def as_pem(name: str, value: Any) -> bytes | None:
     raise TypeError(f"{name} must be PEM bytes, not {type(value).__name__}")
 
 
+#: Contexts kept per policy, for channels made with the same credentials (a
+#: service making a channel per request would otherwise parse its roots and
+#: key every time; grpc keeps its default roots once per process). A few
+#: distinct key pairs and root sets per policy is the common case.
+_CONTEXTS_PER_POLICY = 16
+_contexts: weakref.WeakKeyDictionary[PinPolicy, OrderedDict[tuple[Any, ...], ssl.SSLContext]] = (
+    weakref.WeakKeyDictionary()
+)
+_contexts_lock = threading.Lock()
+
+
 def pinned_context(
     policy: PinPolicy,
     root_certificates: bytes | None,
     private_key: bytes | None,
     certificate_chain: bytes | None,
 ) -> ssl.SSLContext:
-    """A pinned client context with what ``grpc.ssl_channel_credentials`` would use, and ALPN h2."""
+    """A pinned client context with what ``grpc.ssl_channel_credentials`` would use, and ALPN h2.
+
+    Channels of one policy made with the same credentials share a context
+    (it is safe to share: it holds that policy and those credentials only).
+    """
+    if (private_key is None) != (certificate_chain is None):
+        raise ValueError("mutual TLS needs both private_key and certificate_chain")
+    cafile = None if root_certificates is not None else default_cafile()
+    key = (
+        *(None if part is None else hashlib.sha256(part).digest()
+          for part in (root_certificates, private_key, certificate_chain)),
+        cafile,
+        os.environ.get("GRPC_SSL_CIPHER_SUITES"),
+        os.environ.get("SSLKEYLOGFILE"),
+    )
+    with _contexts_lock:
+        known = _contexts.get(policy)
+        if known is not None and key in known:
+            known.move_to_end(key)
+            return known[key]
+    context = _new_context(policy, root_certificates, cafile, private_key, certificate_chain)
+    with _contexts_lock:
+        known = _contexts.setdefault(policy, OrderedDict())
+        known[key] = context
+        while len(known) > _CONTEXTS_PER_POLICY:
+            known.popitem(last=False)
+    return context
+
+
+def _new_context(
+    policy: PinPolicy,
+    root_certificates: bytes | None,
+    cafile: str | None,
+    private_key: bytes | None,
+    certificate_chain: bytes | None,
+) -> ssl.SSLContext:
     if root_certificates is not None:
         context = create_pinned_context(policy, cadata=root_certificates.decode("ascii"))
     else:
-        context = create_pinned_context(policy, cafile=default_cafile())
+        context = create_pinned_context(policy, cafile=cafile)
     context.set_alpn_protocols(["h2"])
     # A TLS 1.2 server could otherwise renegotiate an open connection and
     # present another certificate, which no pin check would see.
@@ -89,8 +139,6 @@ def pinned_context(
             context.set_ciphers(ciphers)
         except ssl.SSLError as exc:
             raise ValueError(f"GRPC_SSL_CIPHER_SUITES={ciphers!r}: no usable cipher suite ({exc})") from None
-    if (private_key is None) != (certificate_chain is None):
-        raise ValueError("mutual TLS needs both private_key and certificate_chain")
     if private_key is not None and certificate_chain is not None:
         _load_client_pair(context, private_key, certificate_chain)
     return context
