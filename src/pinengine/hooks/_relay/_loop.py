@@ -40,6 +40,7 @@ import functools
 import logging
 import mmap
 import os
+import queue
 import secrets
 import shutil
 import socket
@@ -50,7 +51,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..._errors import PinMismatchError
 from ...policy import VerificationResult
@@ -123,6 +124,53 @@ def _close_quietly(sock: Any) -> None:
         sock.close()
     except OSError:
         pass
+
+
+class _Resolvers:
+    """A few daemon threads, shared by every relay of the process, that run the blocking name lookups.
+
+    Lookups are rare (at most one per relay per ``min_resolve_interval``),
+    so the threads are kept rather than started per lookup (a thread start
+    is a good part of a new channel's cost). A lookup that hangs holds one
+    thread; the connections waiting for it give up at their own deadline.
+    Daemon threads: a hung lookup never holds up the interpreter's exit.
+    """
+
+    MAX = 4  # lookups running at once, process-wide; more wait for a free thread
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = self._idle = 0
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forget_threads)
+
+    def _forget_threads(self) -> None:  # a forked child has none of them
+        self._lock = threading.Lock()
+        self._threads = self._idle = 0
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle == 0 and self._threads < self.MAX:
+                self._threads += 1
+                self._idle += 1
+                threading.Thread(target=self._work, name="pinengine-relay resolve", daemon=True).start()
+        self._queue.put(fn)
+
+    def _work(self) -> None:
+        while True:
+            fn = self._queue.get()
+            with self._lock:
+                self._idle -= 1
+            try:
+                fn()
+            except Exception:  # pragma: no cover - the job reports its own errors
+                log.exception("pinengine relay: a name lookup failed unexpectedly")
+            with self._lock:
+                self._idle += 1
+
+
+_RESOLVERS = _Resolvers()
 
 
 class _Final(Exception):
@@ -352,7 +400,7 @@ class TLSRelay:
         if self.upstream.needs_resolution and self.book.resolved_at is None:
             # Resolve ahead of the first connection, while grpc sets its channel up.
             self._resolving = True
-            threading.Thread(target=self._resolve_worker, name=f"{self._thread.name} resolve", daemon=True).start()
+            _RESOLVERS.submit(self._resolve_worker)
         poll = self._poller.poll
         handlers = self._poller.handlers
         attempts = self._attempts
@@ -437,7 +485,7 @@ class TLSRelay:
         if self._resolving:
             return
         self._resolving = True
-        threading.Thread(target=self._resolve_worker, name=f"{self._thread.name} resolve", daemon=True).start()
+        _RESOLVERS.submit(self._resolve_worker)
 
     def _resolve_worker(self) -> None:
         try:
