@@ -286,10 +286,10 @@ class TLSRelay:
             self._wake_r.setblocking(False)
             self._wake_w.setblocking(False)
             self._listen(slots)
-            self._poller.register(self._wake_r, self._on_wake)
+            self._poller.register(self._wake_r, self._on_wake, self._poller.IN)
             for slot, listener in enumerate(self._listeners):
                 listener.setblocking(False)
-                self._poller.register(listener, functools.partial(self._accept, slot))
+                self._poller.register(listener, functools.partial(self._accept, slot), self._poller.IN)
             self._thread.start()
         except BaseException:
             self._closed = True

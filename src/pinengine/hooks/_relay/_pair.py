@@ -5,8 +5,9 @@ event: the event handler, ``pump``, and one function per direction. Flags
 say what the last system calls showed (``*_in``: data may be waiting;
 ``*_out``: there may be room); they are cleared on ``EAGAIN`` or a short
 read (a stream socket that returned less than asked for is drained for now,
-and the next arrival is a new edge) and set again by readiness events. Under
-level-triggered readiness the pair also says what each socket waits for.
+and the next arrival is a new edge) and set again by readiness events. After
+each pump the pair tells the poller what each socket waits for, when that
+changed (only when a direction blocks or unblocks).
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ class Pair:
     """Relays bytes both ways between ``local`` (plaintext) and ``sock`` (TLS through memory BIOs)."""
 
     __slots__ = ("local", "sock", "tls", "incoming", "outgoing", "to_local", "to_remote", "local_in", "local_out",
-                 "remote_in", "remote_out", "remote_eof", "closed", "_buffers", "_poller", "_on_close", "_in",
-                 "_out")
+                 "remote_in", "remote_out", "remote_eof", "closed", "local_mask", "remote_mask", "_buffers", "_poller",
+                 "_on_close", "_in", "_out")
 
     def __init__(self, local: socket.socket, sock: socket.socket, tls: Any, incoming: ssl.MemoryBIO,
                  outgoing: ssl.MemoryBIO, pending: bytes, buffers: Buffers, poller: Poller,
@@ -65,6 +66,8 @@ class Pair:
         self.local_out = self.remote_out = True
         self.remote_eof = False
         self.closed = False
+        self.local_mask = -1  # unknown: set by the first pump
+        self.remote_mask = -1
         self._buffers = buffers
         self._poller = poller
         self._on_close = on_close
@@ -110,11 +113,24 @@ class Pair:
         except (OSError, ssl.SSLError, ValueError):
             self.close()
             return
-        if not self._poller.edge and not self.closed:
-            poller = self._poller
-            poller.set_mask(self.local, (0 if self.to_remote else poller.IN) | (poller.OUT if self.to_local else 0))
-            poller.set_mask(self.sock, (0 if (self.to_local or self.remote_eof) else poller.IN)
-                            | (poller.OUT if self.to_remote else 0))
+        if self.closed:
+            return
+        # What each socket waits for: room to write only while a send is
+        # blocked; under level-triggered readiness, data to read only while
+        # it can be moved on (edge-triggered: always, no change per message).
+        poller = self._poller
+        if poller.edge:
+            local_mask = poller.IN | (poller.OUT if self.to_local else 0)
+            remote_mask = poller.IN | (poller.OUT if self.to_remote else 0)
+        else:
+            local_mask = (0 if self.to_remote else poller.IN) | (poller.OUT if self.to_local else 0)
+            remote_mask = (0 if (self.to_local or self.remote_eof) else poller.IN) | (poller.OUT if self.to_remote else 0)
+        if local_mask != self.local_mask:
+            poller.set_mask(self.local, local_mask)
+            self.local_mask = local_mask
+        if remote_mask != self.remote_mask:
+            poller.set_mask(self.sock, remote_mask)
+            self.remote_mask = remote_mask
 
     def _receive_local(self) -> bool:
         buffers = self._buffers

@@ -1,11 +1,14 @@
 """Readiness for the relay's loop: edge-triggered epoll where there is one, else level-triggered ``selectors``.
 
-Under epoll every socket is registered once for reading and writing,
-edge-triggered: the loop reads until a short read or ``EAGAIN`` and writes
-until ``EAGAIN``, keeps what it learnt in flags, and never changes a
-registration (no ``epoll_ctl`` per message). The ``selectors`` fallback
-(macOS, BSD, Windows) is level-triggered, so there the loop registers each
-socket for what it is waiting on (``set_mask``).
+Each socket is registered for what it waits on (``IN``, ``OUT``, both or
+neither; hang-ups and errors always show as ``BROKEN`` where the system
+reports them). Under epoll the registration is edge-triggered: the loop
+reads until a short read or ``EAGAIN``, and a socket stays registered for
+``IN`` without a change per message. ``OUT`` is asked for only while a send
+is blocked: a unix socket reports room to write every time its reader takes
+data, which would wake the loop once more per message for nothing. The
+``selectors`` fallback (macOS, BSD, Windows) is level-triggered: there a
+socket must not wait for ``IN`` while its data cannot be moved on.
 """
 
 from __future__ import annotations
@@ -20,17 +23,14 @@ Handler = Callable[[int], None]
 
 
 class Poller:
-    """``register(sock, handler)``; ``poll(timeout)`` -> ``(fd, events)`` pairs; ``handlers[fd]``.
+    """``register(sock, handler, mask)``, ``set_mask``; ``poll(timeout)`` -> ``(fd, events)``; ``handlers[fd]``.
 
-    ``IN``, ``OUT`` and ``BROKEN`` (error, hang-up, peer shut down its
-    writing) are the event bits handlers see. ``edge`` tells the loop which
-    kind it has. (The loop looks the handlers up itself: one Python frame
-    less per event than a wrapper that pairs them.)
+    ``edge`` tells the loop which kind it has. (The loop looks the handlers
+    up itself: one Python frame less per event than a wrapper that pairs them.)
     """
 
     def __init__(self) -> None:
         self.handlers: dict[int, Handler] = {}
-        self._handlers = self.handlers
         self._masks: dict[int, int] = {}
         epoll = getattr(select, "epoll", None)
         self._epoll: Any = None
@@ -40,35 +40,38 @@ class Poller:
             self.edge = True
             self.IN, self.OUT = select.EPOLLIN, select.EPOLLOUT
             self.BROKEN = select.EPOLLERR | select.EPOLLHUP | getattr(select, "EPOLLRDHUP", 0)
-            self._all = self.IN | self.OUT | self.BROKEN | select.EPOLLET
+            self._always = select.EPOLLET | getattr(select, "EPOLLRDHUP", 0)
         else:
             self._sel = selectors.DefaultSelector()
             self.edge = False
             self.IN, self.OUT, self.BROKEN = selectors.EVENT_READ, selectors.EVENT_WRITE, 0
-            self._all = 0
+            self._always = 0
 
-    def register(self, sock: Any, handler: Handler, mask: int | None = None) -> None:
-        """Watch ``sock``: for everything (edge-triggered), or for ``mask`` (level-triggered; 0 = nothing yet)."""
+    def register(self, sock: Any, handler: Handler, mask: int) -> None:
+        """Watch ``sock`` for ``mask`` (0: only for hang-ups, where the system reports them)."""
         fd = sock.fileno()
-        self._handlers[fd] = handler
+        self.handlers[fd] = handler
+        self._masks[fd] = mask
         if self._epoll is not None:
-            self._epoll.register(fd, self._all)
-            return
-        self._masks[fd] = 0
-        self.set_mask(sock, self.IN if mask is None else mask)
+            self._epoll.register(fd, mask | self._always)
+        elif mask:
+            assert self._sel is not None
+            self._sel.register(fd, mask)
 
     def set_handler(self, sock: Any, handler: Handler) -> None:
-        self._handlers[sock.fileno()] = handler
+        self.handlers[sock.fileno()] = handler
 
     def set_mask(self, sock: Any, mask: int) -> None:
-        """Level-triggered only: what ``sock`` waits for now (a no-op under epoll)."""
-        if self._sel is None:
-            return
+        """What ``sock`` waits for now."""
         fd = sock.fileno()
         old = self._masks.get(fd)
         if old is None or old == mask:
             return
         self._masks[fd] = mask
+        if self._epoll is not None:
+            self._epoll.modify(fd, mask | self._always)
+            return
+        assert self._sel is not None
         if not old:
             self._sel.register(fd, mask)
         elif not mask:
@@ -78,12 +81,13 @@ class Poller:
 
     def unregister(self, sock: Any) -> None:
         fd = sock.fileno()
-        if fd < 0 or self._handlers.pop(fd, None) is None:
+        if fd < 0 or self.handlers.pop(fd, None) is None:
             return
+        mask = self._masks.pop(fd, 0)
         try:
             if self._epoll is not None:
                 self._epoll.unregister(fd)
-            elif self._masks.pop(fd, 0) and self._sel is not None:
+            elif mask and self._sel is not None:
                 self._sel.unregister(fd)
         except (KeyError, OSError, ValueError):
             pass
@@ -96,7 +100,7 @@ class Poller:
         return [(key.fd, ev) for key, ev in self._sel.select(timeout)]
 
     def close(self) -> None:
-        self._handlers.clear()
+        self.handlers.clear()
         self._masks.clear()
         try:
             if self._epoll is not None:
