@@ -263,3 +263,38 @@ def _answer(where: Any) -> bytes | None:
         return bytes(where(b"", timeout=2))
     except grpc.RpcError:
         return None
+
+
+def test_a_slow_resolution_is_cut_off_by_dns_ares_query_timeout(
+    chain: Chain, good: PinPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: str, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "slow.localhost":
+            time.sleep(3)
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    with secure_channel("slow.localhost:443", good, root_certificates=roots(chain),
+                        options=[("grpc.dns_ares_query_timeout", 500)]) as channel:
+        start = time.monotonic()
+        err = _error(lambda: channel.unary_unary(WHERE)(b"", timeout=TIMEOUT))
+        assert time.monotonic() - start < 2.5
+    assert err.failure.kind == "connect" and "timed out resolving slow.localhost:443" in err.details()
+
+
+def test_a_name_that_does_not_resolve(chain: Chain, good: PinPolicy) -> None:
+    with secure_channel("nowhere.invalid:443", good, root_certificates=roots(chain)) as channel:
+        err = _error(lambda: channel.unary_unary(WHERE)(b"", timeout=TIMEOUT))
+    assert err.failure.kind == "connect" and err.details().startswith("connection to nowhere.invalid")
+
+
+def _error(call: Any) -> Any:
+    from pinengine.hooks.grpc import PinnedChannelError
+
+    with pytest.raises(PinnedChannelError) as info:
+        call()
+    return info.value
