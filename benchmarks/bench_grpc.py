@@ -2,7 +2,7 @@
 
 Run from the repository root (it is a script, not a pytest-benchmark file)::
 
-    python benchmarks/bench_grpc.py                 # about 3 minutes on 2 cores
+    python benchmarks/bench_grpc.py                 # one to three minutes on 2 cores
     python benchmarks/bench_grpc.py --rounds 5      # a quick look
     python benchmarks/bench_grpc.py --json out.json # every sample, for later reading
 
