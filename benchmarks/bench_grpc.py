@@ -1,317 +1,317 @@
-"""4. gRPC: unary RPCs over a plain ``grpc.secure_channel`` vs a pinned channel (``pinengine.hooks.grpc``).
+"""4. gRPC: a pinned channel (``pinengine.hooks.grpc``) beside ``grpc.secure_channel``: every row of issue 14's table.
 
-Both channels talk to the same grpcio TLS server, which runs in its own
-process (``python -m tests.grpc_server``) so that it does not share this
-process's GIL. Both are established (connected and warmed up) before timing,
-so the figures are the steady-state cost per RPC: for the pinned channel,
-that is the local forwarder's relay (unix socket -> Python relay thread ->
-TLS), since the pin check runs once per connection, not per RPC.
+Run from the repository root (it is a script, not a pytest-benchmark file)::
 
-Groups:
+    python benchmarks/bench_grpc.py                 # one to three minutes on 2 cores
+    python benchmarks/bench_grpc.py --rounds 5      # a quick look
+    python benchmarks/bench_grpc.py --json out.json # every sample, for later reading
 
-- latency: 100 sequential unary RPCs per round (64-byte payload), one caller;
-- throughput: 320 unary RPCs per round, 32 in flight at a time (futures);
-- latency, 64 KiB payload: 20 sequential unary RPCs per round (the relay moving bulk data);
-- connection set-up: a new channel and its first RPC (TLS handshake + pin check), per channel;
-- grpc.aio latency: 100 sequential awaited unary RPCs per round on ``grpc.aio`` channels.
+Both channels talk to the same grpcio TLS servers, each in its own process
+(``python -m tests.grpc_server``), with the same CA; the pinned channel's
+policy pins the intermediate. Every timed row runs in interleaved rounds (one
+sample of plain, one of pinned, the order swapped every round), so the
+machine's load moves both alike; each row gives the ratio pinned/plain as the
+median over rounds with its quartiles, and beside it the absolute time the
+pinned channel adds (median over rounds), because loopback exaggerates the
+share that a real network would hide.
 
-The latency test of the pinned channel also runs an interleaved
-cross-check (one round of plain, one of pinned, back to back, 15 times) and
-records the ratios in ``extra_info["interleaved_ratios"]``; on a shared
-machine this is the fairer comparison, since pytest-benchmark runs one
-contestant after the other. A summary is printed at the end of the run.
+Rows:
+
+- round_robin over ``ipv4:127.0.0.1:A,127.0.0.1:B``: which backends 40 RPCs reached;
+- ``grpc.http_proxy`` (a CONNECT proxy on loopback): whether each channel used it;
+- unary RPC p50, 100-byte messages: the median of 200 sequential RPCs per round;
+- unary RPC, 1 MiB messages each way: the median of 8 sequential RPCs per round;
+- bidi stream, 64 KiB messages: one call per round streaming 32 messages each
+  way (pipelined); the time per message;
+- client CPU per MiB: this process's CPU time (every thread: grpc's and the
+  relay's) over the 1 MiB and 64 KiB rows, per MiB of payload sent and received;
+- new channel + first RPC: channel, TLS handshake and pin check, one RPC, close;
+  the median of 4 per round.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
-
-import pytest
-
-grpc = pytest.importorskip("grpc")
-
-from pinengine import Pin, PinPolicy  # noqa: E402
-from pinengine.hooks.grpc import secure_channel  # noqa: E402
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-UNARY = "/pinengine.test.Echo/Unary"
-LATENCY = "grpc-unary-latency: sequential unary RPCs, 64-byte payload, established channel"
-THROUGHPUT = "grpc-unary-throughput: 32 RPCs in flight (futures), 64-byte payload, established channel"
-BULK = "grpc-unary-latency-64k: sequential unary RPCs, 64 KiB payload each way"
-SETUP = "grpc-connection-setup: new channel + first RPC (TLS handshake, pin check)"
-AIO = "grpc-aio-unary-latency: sequential awaited unary RPCs, 64-byte payload, established grpc.aio channel"
-SMALL = b"p" * 64
-LARGE = b"L" * 65536
-LATENCY_RPCS = 100
-THROUGHPUT_RPCS, WINDOW = 320, 32
-BULK_RPCS = 20
+sys.path.insert(0, str(ROOT))
 
-_summary: dict[str, Any] = {}
+import grpc  # noqa: E402
+
+from pinengine import Pin, PinPolicy, backend  # noqa: E402
+from pinengine.hooks.grpc import secure_channel  # noqa: E402
+from tests.grpc_server import BIDI_STREAM, UNARY, WHERE  # noqa: E402
+from tests.proxy import ConnectProxy  # noqa: E402
+
+SMALL = b"s" * 100
+LARGE = b"L" * (1 << 20)
+CHUNK = b"c" * (64 << 10)
+MIB = float(1 << 20)
+BIG_OPTIONS = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+ROUND_ROBIN = [("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})),
+               ("grpc.ssl_target_name_override", "localhost")]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[dict[str, Any]]:
-    """A grpcio TLS server in its own process: its port, root PEM and chain."""
-    with tempfile.TemporaryDirectory(prefix="pinengine-bench-grpc-") as d:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.grpc_server", d, "4"],
-            cwd=str(ROOT),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
-        )
-        try:
+class Servers:
+    """Two grpcio TLS servers, each in its own process, serving one chain for ``localhost``."""
+
+    def __init__(self, workers: int = 4) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="pinengine-bench-grpc-")
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.ports: list[int] = []
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        for _ in range(2):
+            proc = subprocess.Popen([sys.executable, "-m", "tests.grpc_server", self._dir.name, str(workers)],
+                                    cwd=str(ROOT), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
             assert proc.stdout is not None
-            port = int(proc.stdout.readline())
-            root = Path(d, "root.pem").read_bytes()
-            raw = Path(d, "chain.der").read_bytes()
-            ders = []
-            i = 0
-            while i < len(raw):
-                n = int.from_bytes(raw[i:i + 4], "big")
-                ders.append(raw[i + 4:i + 4 + n])
-                i += 4 + n
-            yield {"port": port, "root": root, "ders": ders, "target": f"localhost:{port}"}
-        finally:
+            self.procs.append(proc)
+            self.ports.append(int(proc.stdout.readline()))
+        self.root = Path(self._dir.name, "root.pem").read_bytes()
+        raw = Path(self._dir.name, "chain.der").read_bytes()
+        self.ders = []
+        i = 0
+        while i < len(raw):
+            n = int.from_bytes(raw[i:i + 4], "big")
+            self.ders.append(raw[i + 4:i + 4 + n])
+            i += 4 + n
+
+    def close(self) -> None:
+        for proc in self.procs:
             assert proc.stdin is not None
             proc.stdin.close()
+        for proc in self.procs:
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        self._dir.cleanup()
 
 
-@pytest.fixture(scope="module")
-def policy(server: dict[str, Any]) -> PinPolicy:
+def _policy(servers: Servers) -> PinPolicy:
     backup = "sha256/" + "A" * 43 + "="
     return PinPolicy.from_mapping(
-        {"domains": [{"host": "localhost", "pins": [str(Pin.from_certificate(server["ders"][1])), backup]}]}
+        {"domains": [{"host": "localhost", "pins": [str(Pin.from_certificate(servers.ders[1])), backup]}]}
     )
 
 
-@pytest.fixture(scope="module")
-def channels(server: dict[str, Any], policy: PinPolicy) -> Iterator[dict[str, Any]]:
-    """Both channels, established and warmed up."""
-    plain = grpc.secure_channel(server["target"], grpc.ssl_channel_credentials(server["root"]))
-    pinned = secure_channel(server["target"], policy, root_certificates=server["root"])
-    for channel in (plain, pinned):
-        unary = channel.unary_unary(UNARY)
-        for _ in range(300):
-            assert unary(SMALL, timeout=10) == SMALL
-    assert pinned.connections_established == 1
-    assert pinned.pin_result is not None and pinned.pin_result.status == "match"
-    yield {"plain": plain, "pinned": pinned}
-    pinned.close()
-    plain.close()
+def _make(kind: str, servers: Servers, policy: PinPolicy, target: str, options: list[tuple[str, Any]]) -> Any:
+    if kind == "plain":
+        return grpc.secure_channel(target, grpc.ssl_channel_credentials(servers.root), options=options)
+    return secure_channel(target, policy, root_certificates=servers.root, options=options)
 
 
-def _sequential(channel: Any, payload: bytes, count: int) -> Callable[[], int]:
-    unary = channel.unary_unary(UNARY)
-
-    def run() -> int:
-        for _ in range(count):
-            if unary(payload, timeout=10) != payload:
-                raise AssertionError("bad echo")
-        return count
-
-    return run
+# -- the rows -----------------------------------------------------------------------
 
 
-def _windowed(channel: Any, payload: bytes, count: int, window: int) -> Callable[[], int]:
-    unary = channel.unary_unary(UNARY)
-
-    def run() -> int:
-        done = 0
-        while done < count:
-            futures = [unary.future(payload, timeout=10) for _ in range(window)]
-            for f in futures:
-                if f.result() != payload:
-                    raise AssertionError("bad echo")
-            done += window
-        return done
-
-    return run
-
-
-def _interleaved(
-    runs: dict[str, Callable[[], int]], base: str, pairs: int = 15
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """One round of each contestant back to back, ``pairs`` times.
-
-    Returns (wall-time ratios other/base per pair, this process's CPU seconds
-    per RPC for each contestant per pair). The CPU figure counts every thread
-    of the client process (grpc's, and the pinned channel's relay), not the
-    server's; it moves much less with the machine's load than wall time.
-    """
-    ratios: dict[str, list[float]] = {name: [] for name in runs if name != base}
-    cpu: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(pairs):
-        times = {}
-        for name, run in runs.items():
-            c0 = time.process_time()
-            start = time.perf_counter()
-            items = run()
-            times[name] = time.perf_counter() - start
-            cpu[name].append((time.process_time() - c0) / items)
-        for name in ratios:
-            ratios[name].append(round(times[name] / times[base], 4))
-    return ratios, cpu
+def row_round_robin(servers: Servers, policy: PinPolicy) -> dict[str, Any]:
+    a, b = servers.ports
+    target = f"ipv4:127.0.0.1:{a},127.0.0.1:{b}"
+    out: dict[str, Any] = {}
+    for kind in ("plain", "pinned"):
+        with _make(kind, servers, policy, target, ROUND_ROBIN) as channel:
+            where = channel.unary_unary(WHERE)
+            seen: dict[str, int] = {}
+            for _ in range(40):
+                name = where(b"", timeout=10, wait_for_ready=True).decode()
+                seen[name] = seen.get(name, 0) + 1
+            out[kind] = dict(sorted(seen.items()))
+    return out
 
 
-def _info(benchmark: Any, items: int, contestant: str) -> None:
-    benchmark.extra_info.update(items=items, unit="RPC", contestant=contestant)
+def row_proxy(servers: Servers, policy: PinPolicy) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with ConnectProxy() as proxy:
+        for kind in ("plain", "pinned"):
+            before = len(proxy.tunnels)
+            options = [("grpc.http_proxy", proxy.url)]
+            with _make(kind, servers, policy, f"localhost:{servers.ports[0]}", options) as channel:
+                assert channel.unary_unary(UNARY)(SMALL, timeout=10) == SMALL
+            out[kind] = "used" if len(proxy.tunnels) > before else "not used"
+    return out
 
 
-def _record(key: str, benchmark: Any, items: int) -> None:
-    stats = benchmark.stats.stats
-    _summary[key] = {"median": stats.median / items, "min": stats.min / items}
+def _unary_sample(channel: Any, payload: bytes, count: int) -> tuple[float, float]:
+    """(median seconds per RPC, CPU seconds) of ``count`` sequential RPCs."""
+    call = channel.unary_unary(UNARY)
+    times = []
+    cpu = time.process_time()
+    for _ in range(count):
+        start = time.perf_counter()
+        if call(payload, timeout=30) != payload:
+            raise AssertionError("bad echo")
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), time.process_time() - cpu
 
 
-@pytest.mark.benchmark(group=LATENCY)
-@pytest.mark.parametrize("kind", ["plain", "pinned"])
-def test_grpc_latency(benchmark: Any, channels: dict[str, Any], kind: str) -> None:
-    _info(benchmark, LATENCY_RPCS, f"{kind} channel")
-    run = _sequential(channels[kind], SMALL, LATENCY_RPCS)
-    assert benchmark.pedantic(run, rounds=30, warmup_rounds=2) == LATENCY_RPCS
-    _record(f"latency/{kind}", benchmark, LATENCY_RPCS)
-    if kind == "pinned":
-        runs = {name: _sequential(channels[name], SMALL, LATENCY_RPCS) for name in ("plain", "pinned")}
-        ratios, cpu = _interleaved(runs, "plain", pairs=31)
-        benchmark.extra_info["interleaved_ratios"] = {"pinned/plain": ratios["pinned"]}
-        benchmark.extra_info["client_cpu_per_rpc"] = cpu
-        _summary["latency/interleaved"] = ratios["pinned"]
-        _summary["latency/cpu"] = cpu
+def _bidi_sample(channel: Any, count: int) -> tuple[float, float]:
+    """(seconds per message, CPU seconds) of one bidi call streaming ``count`` 64 KiB messages each way."""
+    call = channel.stream_stream(BIDI_STREAM)
+    cpu = time.process_time()
+    start = time.perf_counter()
+    got = 0
+    for message in call(iter([CHUNK] * count), timeout=60):
+        got += len(message)
+    elapsed = time.perf_counter() - start
+    if got != count * len(CHUNK):
+        raise AssertionError("bad echo")
+    return elapsed / count, time.process_time() - cpu
 
 
-@pytest.mark.benchmark(group=THROUGHPUT)
-@pytest.mark.parametrize("kind", ["plain", "pinned"])
-def test_grpc_throughput(benchmark: Any, channels: dict[str, Any], kind: str) -> None:
-    _info(benchmark, THROUGHPUT_RPCS, f"{kind} channel, {WINDOW} in flight")
-    run = _windowed(channels[kind], SMALL, THROUGHPUT_RPCS, WINDOW)
-    assert benchmark.pedantic(run, rounds=15, warmup_rounds=1) == THROUGHPUT_RPCS
-    _record(f"throughput/{kind}", benchmark, THROUGHPUT_RPCS)
-    if kind == "pinned":
-        runs = {name: _windowed(channels[name], SMALL, THROUGHPUT_RPCS, WINDOW) for name in ("plain", "pinned")}
-        ratios, cpu = _interleaved(runs, "plain", pairs=9)
-        benchmark.extra_info["interleaved_ratios"] = {"pinned/plain": ratios["pinned"]}
-        benchmark.extra_info["client_cpu_per_rpc"] = cpu
-        _summary["throughput/interleaved"] = ratios["pinned"]
-        _summary["throughput/cpu"] = cpu
-
-
-@pytest.mark.benchmark(group=BULK)
-@pytest.mark.parametrize("kind", ["plain", "pinned"])
-def test_grpc_latency_64k(benchmark: Any, channels: dict[str, Any], kind: str) -> None:
-    _info(benchmark, BULK_RPCS, f"{kind} channel, 64 KiB each way")
-    run = _sequential(channels[kind], LARGE, BULK_RPCS)
-    assert benchmark.pedantic(run, rounds=20, warmup_rounds=2) == BULK_RPCS
-    _record(f"bulk/{kind}", benchmark, BULK_RPCS)
-    if kind == "pinned":
-        runs = {name: _sequential(channels[name], LARGE, BULK_RPCS) for name in ("plain", "pinned")}
-        ratios, cpu = _interleaved(runs, "plain", pairs=9)
-        benchmark.extra_info["interleaved_ratios"] = {"pinned/plain": ratios["pinned"]}
-        benchmark.extra_info["client_cpu_per_rpc"] = cpu
-        _summary["bulk/interleaved"] = ratios["pinned"]
-        _summary["bulk/cpu"] = cpu
-
-
-@pytest.mark.benchmark(group=SETUP)
-@pytest.mark.parametrize("kind", ["plain", "pinned"])
-def test_grpc_connection_setup(benchmark: Any, server: dict[str, Any], policy: PinPolicy, kind: str) -> None:
-    benchmark.extra_info.update(items=1, unit="channel", contestant=f"{kind}: new channel, first RPC, close")
-
-    def run() -> None:
-        if kind == "plain":
-            channel = grpc.secure_channel(server["target"], grpc.ssl_channel_credentials(server["root"]))
-        else:
-            channel = secure_channel(server["target"], policy, root_certificates=server["root"])
+def _setup_sample(servers: Servers, policy: PinPolicy, kind: str, count: int) -> tuple[float, float]:
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        channel = _make(kind, servers, policy, f"localhost:{servers.ports[0]}", [])
         try:
-            assert channel.unary_unary(UNARY)(SMALL, timeout=10) == SMALL
+            if channel.unary_unary(UNARY)(SMALL, timeout=10) != SMALL:
+                raise AssertionError("bad echo")
         finally:
             channel.close()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), 0.0
 
-    benchmark.pedantic(run, rounds=20, warmup_rounds=2)
-    _record(f"setup/{kind}", benchmark, 1)
+
+def interleaved(rounds: int, sample: Callable[[str, int], tuple[float, float]]) -> dict[str, list[float]]:
+    """Per round, one sample of each kind, the order swapped every round: seconds and CPU seconds per kind."""
+    out: dict[str, list[float]] = {"plain": [], "pinned": [], "plain_cpu": [], "pinned_cpu": []}
+    for r in range(rounds):
+        for kind in (("plain", "pinned") if r % 2 == 0 else ("pinned", "plain")):
+            seconds, cpu = sample(kind, r)
+            out[kind].append(seconds)
+            out[f"{kind}_cpu"].append(cpu)
+    return out
 
 
-@pytest.mark.benchmark(group=AIO)
-@pytest.mark.parametrize("kind", ["plain", "pinned"])
-def test_grpc_aio_latency(benchmark: Any, server: dict[str, Any], policy: PinPolicy, kind: str) -> None:
-    import asyncio
+def _spread(values: list[float]) -> tuple[float, float, float]:
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    q = statistics.quantiles(values, n=4)
+    return statistics.median(values), q[0], q[2]
 
-    from pinengine.hooks.grpc import aio_secure_channel
 
-    _info(benchmark, LATENCY_RPCS, f"{kind} grpc.aio channel")
-    loop = asyncio.new_event_loop()
+def summarize(samples: dict[str, list[float]], unit_scale: float, unit: str) -> dict[str, Any]:
+    ratios = [p / q for p, q in zip(samples["pinned"], samples["plain"])]
+    added = [(p - q) * unit_scale for p, q in zip(samples["pinned"], samples["plain"])]
+    return {
+        "plain": statistics.median(samples["plain"]) * unit_scale,
+        "pinned": statistics.median(samples["pinned"]) * unit_scale,
+        "ratio": _spread(ratios),
+        "added": _spread(added),
+        "unit": unit,
+    }
 
-    async def make() -> Any:
-        if kind == "plain":
-            return grpc.aio.secure_channel(server["target"], grpc.ssl_channel_credentials(server["root"]))
-        return aio_secure_channel(server["target"], policy, root_certificates=server["root"])
 
-    channel = loop.run_until_complete(make())
-    unary = channel.unary_unary(UNARY)
-
-    async def rounds(count: int) -> int:
-        for _ in range(count):
-            if await unary(SMALL, timeout=10) != SMALL:
-                raise AssertionError("bad echo")
-        return count
-
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds per timed row (default 15)")
+    parser.add_argument("--json", help="write every sample to this file")
+    parser.add_argument("--only", help="comma-separated rows to run (rr,proxy,small,large,bidi,setup)")
+    args = parser.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else {"rr", "proxy", "small", "large", "bidi", "setup"}
+    servers = Servers()
+    policy = _policy(servers)
+    results: dict[str, Any] = {
+        "machine": {"nproc": os.cpu_count(), "load_at_start": os.getloadavg(), "python": platform.python_version(),
+                    "grpcio": grpc.__version__, "pinengine_backend": backend(), "rounds": args.rounds},
+    }
     try:
-        loop.run_until_complete(rounds(300))
-        result = benchmark.pedantic(lambda: loop.run_until_complete(rounds(LATENCY_RPCS)), rounds=20, warmup_rounds=1)
-        assert result == LATENCY_RPCS
-        _record(f"aio/{kind}", benchmark, LATENCY_RPCS)
+        if "rr" in only:
+            results["round_robin"] = row_round_robin(servers, policy)
+        if "proxy" in only:
+            results["proxy"] = row_proxy(servers, policy)
+        target = f"localhost:{servers.ports[0]}"
+        channels = {kind: _make(kind, servers, policy, target, BIG_OPTIONS) for kind in ("plain", "pinned")}
+        try:
+            for channel in channels.values():  # connected and warm
+                _unary_sample(channel, SMALL, 300)
+                _unary_sample(channel, LARGE, 3)
+                _bidi_sample(channel, 8)
+            if "small" in only:
+                samples = interleaved(args.rounds, lambda kind, r: _unary_sample(channels[kind], SMALL, 200))
+                results["unary_100B"] = {"samples": samples, **summarize(samples, 1e6, "µs")}
+            cpu_mib: dict[str, list[float]] = {"plain": [], "pinned": []}
+            if "large" in only:
+                samples = interleaved(args.rounds, lambda kind, r: _unary_sample(channels[kind], LARGE, 8))
+                results["unary_1MiB"] = {"samples": samples, **summarize(samples, 1e3, "ms")}
+                for kind in cpu_mib:
+                    cpu_mib[kind] += [c / (8 * 2) for c in samples[f"{kind}_cpu"]]  # 8 RPCs, 1 MiB each way
+            if "bidi" in only:
+                samples = interleaved(args.rounds, lambda kind, r: _bidi_sample(channels[kind], 32))
+                results["bidi_64KiB"] = {"samples": samples, **summarize(samples, 1e6, "µs")}
+                for kind in cpu_mib:
+                    cpu_mib[kind] += [c / (32 * 2 / 16) for c in samples[f"{kind}_cpu"]]  # 32 x 64 KiB each way
+            if cpu_mib["plain"]:
+                results["cpu_per_MiB"] = {"samples": cpu_mib, **summarize(cpu_mib, 1e3, "ms CPU")}
+        finally:
+            for channel in channels.values():
+                channel.close()
+        if "setup" in only:
+            samples = interleaved(args.rounds, lambda kind, r: _setup_sample(servers, policy, kind, 4))
+            results["new_channel"] = {"samples": samples, **summarize(samples, 1e3, "ms")}
     finally:
-        loop.run_until_complete(channel.close())
-        loop.close()
+        servers.close()
+    results["machine"]["load_at_end"] = os.getloadavg()
+    print(report(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    return 0
 
 
-def _fmt(seconds: float) -> str:
-    return f"{seconds * 1e6:,.1f} µs" if seconds < 1e-3 else f"{seconds * 1e3:,.3f} ms"
+GOALS = {"unary_100B": 1.10, "unary_1MiB": 1.15, "bidi_64KiB": 1.10, "cpu_per_MiB": 1.25, "new_channel": 1.5}
+TITLES = {
+    "unary_100B": "unary RPC p50, 100-byte messages",
+    "unary_1MiB": "unary RPC with 1 MiB messages",
+    "bidi_64KiB": "bidi stream, 64 KiB messages (per message)",
+    "cpu_per_MiB": "client CPU per MiB",
+    "new_channel": "new channel + first RPC",
+}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _print_summary(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    if not _summary:
-        return
-    lines = ["", "gRPC plain vs pinned (per RPC; ratio pinned/plain):"]
-    for group in ("latency", "throughput", "bulk", "setup", "aio"):
-        plain, pinned = _summary.get(f"{group}/plain"), _summary.get(f"{group}/pinned")
-        if plain and pinned:
-            lines.append(
-                f"  {group:<10} plain median {_fmt(plain['median'])} min {_fmt(plain['min'])} | "
-                f"pinned median {_fmt(pinned['median'])} min {_fmt(pinned['min'])} | "
-                f"ratio median {pinned['median'] / plain['median']:.3f} min {pinned['min'] / plain['min']:.3f}"
-            )
-        inter = _summary.get(f"{group}/interleaved")
-        if inter:
-            q = statistics.quantiles(inter, n=4) if len(inter) > 1 else [inter[0]] * 3
-            lines.append(
-                f"  {'':<10} interleaved pinned/plain: median {statistics.median(inter):.3f} "
-                f"(quartiles {q[0]:.3f}-{q[2]:.3f}, min {min(inter):.3f}, max {max(inter):.3f}, {len(inter)} pairs)"
-            )
-        cpu = _summary.get(f"{group}/cpu")
-        if cpu:
-            plain_cpu, pinned_cpu = statistics.median(cpu["plain"]), statistics.median(cpu["pinned"])
-            lines.append(
-                f"  {'':<10} client process CPU per RPC (median of pairs): plain {_fmt(plain_cpu)}, "
-                f"pinned {_fmt(pinned_cpu)} (+{_fmt(pinned_cpu - plain_cpu)})"
-            )
-    text = "\n".join(lines)
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if capture is not None and reporter is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(text)
-    else:  # pragma: no cover
-        print(text)
+def report(results: dict[str, Any]) -> str:
+    """The table of issue 14, with this run's figures."""
+    m = results["machine"]
+    lines = [
+        f"gRPC, plain vs pinned: {m['rounds']} interleaved rounds, {m['nproc']} CPUs, load "
+        f"{m['load_at_start'][0]:.1f} -> {m['load_at_end'][0]:.1f}, Python {m['python']}, grpcio {m['grpcio']}, "
+        f"pinengine core {m['pinengine_backend']}",
+        "",
+        "| what | plain grpc | pinned | ratio pinned/plain: median (quartiles) | added by pinning: median (quartiles) | goal |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    if "round_robin" in results:
+        rr = results["round_robin"]
+        lines.append(f"| round_robin over 2 backends, 40 RPCs | {_counts(rr['plain'])} | {_counts(rr['pinned'])} "
+                     "| | | both, as grpc does |")
+    if "proxy" in results:
+        px = results["proxy"]
+        lines.append(f"| grpc.http_proxy (CONNECT proxy) | {px['plain']} | {px['pinned']} | | | used, as grpc does |")
+    for key, title in TITLES.items():
+        row = results.get(key)
+        if not row:
+            continue
+        r, a, unit = row["ratio"], row["added"], row["unit"]
+        met = "met" if r[0] <= GOALS[key] else "not met"
+        lines.append(
+            f"| {title} | {row['plain']:,.1f} {unit} | {row['pinned']:,.1f} {unit} | "
+            f"x{r[0]:.3f} ({r[1]:.3f}-{r[2]:.3f}) | {a[0]:+,.1f} {unit} ({a[1]:+,.1f}…{a[2]:+,.1f}) "
+            f"| <= x{GOALS[key]:.2f}: {met} |"
+        )
+    return "\n".join(lines)
+
+
+def _counts(seen: dict[str, int]) -> str:
+    return ", ".join(f"{port.rpartition(':')[2]}: {n}" for port, n in seen.items())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -8,10 +8,12 @@ are raw bytes (no serializers):
 - ``/pinengine.test.Echo/ClientStream``: returns the requests joined;
 - ``/pinengine.test.Echo/BidiStream``: returns each request as it comes;
 - ``/pinengine.test.Echo/Whoami``: returns the client certificate's common name (mutual TLS), or ``b""``;
-- ``/pinengine.test.Echo/Metadata``: returns the request metadata, ``key=value`` lines.
+- ``/pinengine.test.Echo/Metadata``: returns the request metadata, ``key=value`` lines;
+- ``/pinengine.test.Echo/Where``: returns the server's ``host:port`` (which backend served the RPC).
 
 Run as a script (``python -m tests.grpc_server CERTDIR``) it serves in its own
-process until stdin closes (the benchmark does this).
+process until stdin closes (the benchmark does this); several such servers
+given the same CERTDIR serve the same certificate chain.
 """
 
 from __future__ import annotations
@@ -31,10 +33,15 @@ CLIENT_STREAM = f"/{SERVICE}/ClientStream"
 BIDI_STREAM = f"/{SERVICE}/BidiStream"
 WHOAMI = f"/{SERVICE}/Whoami"
 METADATA = f"/{SERVICE}/Metadata"
+WHERE = f"/{SERVICE}/Where"
 
 
-def make_handlers(counter: list[int]) -> grpc.GenericRpcHandler:
-    """The Echo service; every call adds one to ``counter[0]`` (so tests can see what reached a server)."""
+def make_handlers(counter: list[int], where: list[bytes] | None = None) -> grpc.GenericRpcHandler:
+    """The Echo service; every call adds one to ``counter[0]`` (so tests can see what reached a server).
+
+    ``where[0]`` is what ``Where`` answers (the server's address, once known).
+    """
+    place = where if where is not None else [b""]
 
     def _unary(request: bytes, context: grpc.ServicerContext) -> bytes:
         counter[0] += 1
@@ -63,6 +70,10 @@ def make_handlers(counter: list[int]) -> grpc.GenericRpcHandler:
         counter[0] += 1
         return "\n".join(f"{k}={v}" for k, v in context.invocation_metadata()).encode()
 
+    def _where(request: bytes, context: grpc.ServicerContext) -> bytes:
+        counter[0] += 1
+        return place[0]
+
     return grpc.method_handlers_generic_handler(
         SERVICE,
         {
@@ -72,6 +83,7 @@ def make_handlers(counter: list[int]) -> grpc.GenericRpcHandler:
             "BidiStream": grpc.stream_stream_rpc_method_handler(_bidi),
             "Whoami": grpc.unary_unary_rpc_method_handler(_whoami),
             "Metadata": grpc.unary_unary_rpc_method_handler(_metadata),
+            "Where": grpc.unary_unary_rpc_method_handler(_where),
         },
     )
 
@@ -94,13 +106,14 @@ class GrpcServer:
         self.server: Any = None
         self.chain = chain
         self._calls = [0]
+        self._where = [b""]
         self.start(chain)
 
     def start(self, chain: Chain) -> None:
         self.chain = chain
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self.workers),
-            handlers=[make_handlers(self._calls)],
+            handlers=[make_handlers(self._calls, self._where)],
             options=[("grpc.so_reuseport", 1)],
         )
         creds = grpc.ssl_server_credentials(
@@ -113,6 +126,7 @@ class GrpcServer:
         if not port:
             raise RuntimeError(f"cannot bind {address}")
         self.port = port
+        self._where[0] = self.target.encode()
         server.start()
         self.server = server
 
@@ -143,22 +157,39 @@ class GrpcServer:
 
 
 def main(argv: list[str]) -> int:
-    """Serve a fresh chain for ``localhost`` until stdin closes; print ``port`` and the root PEM path."""
+    """Serve a chain for ``localhost`` from CERTDIR until stdin closes; print the port.
+
+    A CERTDIR without a chain gets a fresh one: ``root.pem``, ``chain.der``
+    (length-prefixed DERs: leaf, intermediate, root), ``server.pem`` and
+    ``key.pem``.
+    """
     import os
+    from pathlib import Path
 
     from tests.certs import make_chain
 
-    certdir = argv[1]
+    certdir = Path(argv[1])
     workers = int(argv[2]) if len(argv) > 2 else 4
-    chain = make_chain("p256", "localhost")
-    with open(os.path.join(certdir, "root.pem"), "wb") as f:
-        f.write(pem(chain.root))
-    with open(os.path.join(certdir, "chain.der"), "wb") as f:
-        f.write(b"".join(len(d).to_bytes(4, "big") + d for d in chain.ders))
-    server = GrpcServer(chain, workers=workers)
-    print(server.port, flush=True)
+    if not (certdir / "key.pem").exists():
+        chain = make_chain("p256", "localhost")
+        (certdir / "root.pem").write_bytes(pem(chain.root))
+        (certdir / "chain.der").write_bytes(b"".join(len(d).to_bytes(4, "big") + d for d in chain.ders))
+        (certdir / "server.pem").write_bytes(pem(chain.leaf) + pem(chain.intermediate))
+        fd = os.open(certdir / "key.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key_pem(chain.leaf_key))
+    calls, where = [0], [b""]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers), handlers=[make_handlers(calls, where)],
+        options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)],
+    )
+    creds = grpc.ssl_server_credentials([((certdir / "key.pem").read_bytes(), (certdir / "server.pem").read_bytes())])
+    port = server.add_secure_port("127.0.0.1:0", creds)
+    where[0] = f"127.0.0.1:{port}".encode()
+    server.start()
+    print(port, flush=True)
     sys.stdin.read()
-    server.stop()
+    server.stop(None).wait(10)
     return 0
 
 

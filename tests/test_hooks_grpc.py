@@ -23,8 +23,8 @@ grpc = pytest.importorskip("grpc")  # the `test` extra installs grpcio
 import grpc.aio  # noqa: E402, F811 (the submodule, on the module importorskip returned)
 
 from pinengine import Pin, PinMismatchError, PinPolicy  # noqa: E402
-from pinengine.hooks import grpc as pgrpc  # noqa: E402
 from pinengine.hooks.grpc import PinnedAioRpcError, PinnedChannelError, aio_secure_channel, secure_channel  # noqa: E402
+from pinengine.hooks.grpc._targets import parse_target  # noqa: E402
 from tests.certs import Chain, cached_chain, key_pem, make_chain, pem, rotated  # noqa: E402
 from tests.grpc_server import (  # noqa: E402
     BIDI_STREAM,
@@ -136,7 +136,7 @@ def test_forwarder_back_pressure_both_ways(chain: Chain, good: PinPolicy) -> Non
     import ssl
     import tempfile
 
-    from pinengine.hooks._forwarder import TLSForwarder, Upstream
+    from pinengine.hooks._relay import TLSRelay, Upstream
     from pinengine.hooks.ssl import create_pinned_context
 
     with tempfile.TemporaryDirectory() as d:
@@ -160,7 +160,7 @@ def test_forwarder_back_pressure_both_ways(chain: Chain, good: PinPolicy) -> Non
 
     threading.Thread(target=echo, daemon=True).start()
     upstream = Upstream("127.0.0.1", listener.getsockname()[1], HOST)
-    forwarder = TLSForwarder(upstream, create_pinned_context(good, cadata=pem(chain.root).decode()))
+    forwarder = TLSRelay(upstream, create_pinned_context(good, cadata=pem(chain.root).decode()))
     payload = os.urandom(1 << 16) * 128  # 8 MiB
     try:
         client = socket.socket(socket.AF_UNIX)
@@ -622,7 +622,7 @@ def test_target_name_override(server: GrpcServer, chain: Chain, good: PinPolicy)
     ],
 )
 def test_targets(target: str, override: str | None, host: str, port: int, name: str, authority: str) -> None:
-    upstream, got_authority = pgrpc._parse_target(target, override)
+    upstream, got_authority = parse_target(target, override)
     assert (upstream.host, upstream.port, upstream.server_hostname, got_authority) == (host, port, name, authority)
 
 
@@ -654,17 +654,17 @@ def test_relay_without_epoll(
     monkeypatch.delattr(select, "epoll", raising=False)  # the selectors fallback (macOS, BSD)
     with secure_channel(target(server), good, root_certificates=roots(chain)) as channel:
         assert all_four(channel) == EXPECTED
-        assert channel._forwarder._poller._epoll is None
+        assert channel._relay._poller._epoll is None
 
 
 def test_unix_and_unsupported_targets() -> None:
-    upstream, authority = pgrpc._parse_target("unix:///run/svc.sock", None)
+    upstream, authority = parse_target("unix:///run/svc.sock", None)
     assert upstream.unix_path == "/run/svc.sock" and upstream.server_hostname == authority == "localhost"
-    assert pgrpc._parse_target("unix:rel.sock", "svc.example")[0].server_hostname == "svc.example"
-    assert pgrpc._parse_target("ipv4:10.0.0.1:5,10.0.0.2:6", None)[0].addresses[1][1] == ("10.0.0.2", 6)
+    assert parse_target("unix:rel.sock", "svc.example")[0].server_hostname == "svc.example"
+    assert parse_target("ipv4:10.0.0.1:5,10.0.0.2:6", None)[0].addresses[1][1] == ("10.0.0.2", 6)
     for bad_target in ("xds:///svc", "dns://8.8.8.8/api.example.com", ""):
         with pytest.raises(ValueError):
-            pgrpc._parse_target(bad_target, None)
+            parse_target(bad_target, None)
 
 
 # -- closing: nothing leaks ------------------------------------------------------------------
@@ -682,14 +682,14 @@ def _rss_kib() -> int:
     return 0
 
 
-def _forwarder_threads() -> list[threading.Thread]:
+def _relay_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("pinengine-grpc")]
 
 
 def _settled(baseline_threads: int, baseline_fds: int) -> bool:
     gc.collect()
     return (
-        not _forwarder_threads()
+        not _relay_threads()
         and threading.active_count() <= baseline_threads
         and _fds() <= baseline_fds
     )
@@ -700,7 +700,7 @@ def test_many_channels_leak_nothing(server: GrpcServer, chain: Chain, good: PinP
     def one(i: int) -> str:
         channel = secure_channel(target(server), good, root_certificates=roots(chain))
         assert channel.unary_unary(UNARY)(b"x", timeout=TIMEOUT) == b"x"
-        path = channel._forwarder.local_address
+        path = channel._relay.local_address
         if i % 2:
             channel.close()  # closed explicitly
         else:
@@ -745,11 +745,13 @@ def test_close_aborts_a_stalled_handshake(good: PinPolicy, chain: Chain) -> None
     channel = secure_channel(f"{HOST}:{listener.getsockname()[1]}", good, root_certificates=roots(chain))
     err = rpc_error(lambda: channel.unary_unary(UNARY)(b"x", timeout=0.5))
     assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert any(t.name.endswith("connect") for t in _forwarder_threads())  # still waiting for the server
+    # Still waiting for the server. (The handshake runs in the relay's own
+    # loop: no thread per connection attempt.)
+    assert channel._relay.pending_attempts == 1
     start = time.monotonic()
     channel.close()
     assert time.monotonic() - start < 3
-    assert _until(lambda: not _forwarder_threads(), 5)
+    assert _until(lambda: not _relay_threads(), 5)
     listener.close()
     for s in accepted:
         s.close()
@@ -757,23 +759,38 @@ def test_close_aborts_a_stalled_handshake(good: PinPolicy, chain: Chain) -> None
 
 def test_closed_channel(server: GrpcServer, chain: Chain, good: PinPolicy) -> None:
     channel = secure_channel(target(server), good, root_certificates=roots(chain))
-    directory = os.path.dirname(str(channel._forwarder.local_address))
+    directory = os.path.dirname(str(channel._relay.local_address))
     assert channel.unary_unary(UNARY)(b"x", timeout=TIMEOUT) == b"x"
     channel.close()
     channel.close()  # idempotent
-    assert channel.closed and channel._forwarder.closed and not os.path.exists(directory)
+    assert channel.closed and channel._relay.closed and not os.path.exists(directory)
+    with socket.socket(socket.AF_UNIX) as s, pytest.raises((ConnectionRefusedError, FileNotFoundError)):
+        s.connect(channel._relay.local_address)  # the endpoint is gone
     with pytest.raises(ValueError):  # what grpc raises for a closed channel
         channel.unary_unary(UNARY)(b"x", timeout=TIMEOUT)
 
 
-def test_socket_directory_is_private(server: GrpcServer, chain: Chain, good: PinPolicy) -> None:
+def test_socket_directory_is_private(
+    server: GrpcServer, chain: Chain, good: PinPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Linux: abstract sockets that take connections from this process only
+    # (tests/security/test_grpc_local_endpoints.py tries other processes);
+    # elsewhere: unix sockets in a directory only this user can enter.
+    from pinengine.hooks._relay import _loop
+
     with secure_channel(target(server), good, root_certificates=roots(chain)) as channel:
-        directory = os.path.dirname(str(channel._forwarder.local_address))
-        assert channel._forwarder.local_target.startswith("unix:")
+        if _loop._ABSTRACT:
+            assert channel._relay.local_target.startswith("unix-abstract:")
+        monkeypatch.setattr(_loop, "_ABSTRACT", False)
+    with secure_channel(target(server), good, root_certificates=roots(chain)) as channel:
+        directory = os.path.dirname(str(channel._relay.local_address))
+        assert channel._relay.local_target.startswith("unix:")
         assert os.stat(directory).st_mode & 0o777 == 0o700
+        assert channel.unary_unary(UNARY)(b"fs", timeout=TIMEOUT) == b"fs"
+    assert not os.path.exists(directory)
 
 
 def test_bad_arguments(chain: Chain, good: PinPolicy) -> None:
     with pytest.raises(TypeError):
         secure_channel("localhost:1", object())  # type: ignore[arg-type]
-    assert not _forwarder_threads()
+    assert not _relay_threads()
