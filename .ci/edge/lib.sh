@@ -51,7 +51,7 @@ edge_bootstrap() {
         [ -e "$dir/etc/passwd" ] || cp "$dir/usr/share/base-passwd/passwd.master" "$dir/etc/passwd"
         [ -e "$dir/etc/group" ] || cp "$dir/usr/share/base-passwd/group.master" "$dir/etc/group"
         rm -f "$dir"/var/cache/apt/archives/*.deb
-        edge_run "$dir" /sbin/ldconfig
+        edge_run "$dir" /sbin/ldconfig || { echo "edge: cannot run programs in $dir (binfmt_misc, qemu-user-static?)" >&2; return 1; }
     fi
     # apt inside (for a look around by hand): the same mirror; sid's Release
     # file may be past its Valid-Until on a snapshot mirror.
@@ -109,14 +109,21 @@ edge_binfmt() {
         mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || {
             echo "binfmt_misc cannot be mounted here (no privilege, or no binfmt_misc in this kernel)"; return 1; }
     fi
-    local arch
+    local arch entry interp
     for arch in aarch64 arm; do
-        if [ ! -e "/proc/sys/fs/binfmt_misc/qemu-$arch" ]; then
-            update-binfmts --enable "qemu-$arch" >/dev/null 2>&1 || true
+        entry=/proc/sys/fs/binfmt_misc/qemu-$arch
+        # The handler must be qemu-user-static's: a dynamically linked qemu
+        # (qemu-user-binfmt's) cannot load its libraries inside a foreign chroot.
+        interp=$( [ -e "$entry" ] && readlink -f "$(sed -n 's/^interpreter //p' "$entry")" || true)
+        if [ -e "$entry" ] && [[ "$interp" != *-static ]]; then
+            echo -1 >"$entry" || true
         fi
-        [ -e "/proc/sys/fs/binfmt_misc/qemu-$arch" ] || { echo "the qemu-$arch binfmt_misc handler cannot be registered"; return 1; }
+        [ -e "$entry" ] || update-binfmts --enable "qemu-$arch" >/dev/null 2>&1 || true
+        [ -e "$entry" ] || { echo "the qemu-$arch binfmt_misc handler cannot be registered"; return 1; }
+        interp=$(readlink -f "$(sed -n 's/^interpreter //p' "$entry")")
+        [[ "$interp" == *-static ]] || { echo "the qemu-$arch handler is $interp, not qemu-user-static's"; return 1; }
         # F (fix binary): the kernel holds the interpreter open, so it need not exist inside the chroot.
-        grep -q '^flags:.*F' "/proc/sys/fs/binfmt_misc/qemu-$arch" || { echo "the qemu-$arch handler lacks the F flag (Debian's qemu-user-static sets it)"; return 1; }
+        grep -q '^flags:.*F' "$entry" || { echo "the qemu-$arch handler lacks the F flag (Debian's qemu-user-static sets it)"; return 1; }
     done
     [ "$(cat /proc/sys/fs/binfmt_misc/status)" = enabled ] || { echo "binfmt_misc is disabled"; return 1; }
 }
