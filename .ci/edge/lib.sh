@@ -114,11 +114,11 @@ edge_binfmt() {
         entry=/proc/sys/fs/binfmt_misc/qemu-$arch
         # The handler must be qemu-user-static's: a dynamically linked qemu
         # (qemu-user-binfmt's) cannot load its libraries inside a foreign chroot.
-        interp=$( [ -e "$entry" ] && readlink -f "$(sed -n 's/^interpreter //p' "$entry")" || true)
-        if [ -e "$entry" ] && [[ "$interp" != *-static ]]; then
-            echo -1 >"$entry" || true
-        fi
-        [ -e "$entry" ] || update-binfmts --enable "qemu-$arch" >/dev/null 2>&1 || true
+        # Registered afresh: with the F flag the kernel keeps the file that was
+        # the interpreter when the handler was registered, whatever the path
+        # points to now (qemu-user-static replacing qemu-user-binfmt keeps the path).
+        [ -e "$entry" ] && { echo -1 >"$entry" || true; }
+        update-binfmts --enable "qemu-$arch" >/dev/null 2>&1 || true
         [ -e "$entry" ] || { echo "the qemu-$arch binfmt_misc handler cannot be registered"; return 1; }
         interp=$(readlink -f "$(sed -n 's/^interpreter //p' "$entry")")
         [[ "$interp" == *-static ]] || { echo "the qemu-$arch handler is $interp, not qemu-user-static's"; return 1; }
