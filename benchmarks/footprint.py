@@ -54,9 +54,13 @@ HEAVY = ("cryptography", "grpc", "redis", "prometheus_client", "idna", "requests
 
 # The end of every child: its own memory, as the kernel counts it.
 _REPORT = """
-import json as _j
+import json as _j, os as _o
 _f = {}
-with open("/proc/self/status") as _s:
+try:
+    _s = open("/proc/self/status")
+except OSError:  # qemu user mode sometimes fails /proc/self (ELOOP): the same file by pid
+    _s = open("/proc/%d/status" % _o.getpid())
+with _s:
     for _line in _s:
         _k, _, _v = _line.partition(":")
         if _k in ("VmRSS", "VmHWM"):
