@@ -1,4 +1,12 @@
-"""Certificates for the tests, made with `cryptography` (root -> intermediate -> leaf)."""
+"""Certificates for the tests, made with `cryptography` (root -> intermediate -> leaf).
+
+They are what a strict verifier accepts (OpenSSL's X509_V_FLAG_X509_STRICT,
+which ``ssl.create_default_context()`` sets from CPython 3.13 on): every
+certificate carries a Subject Key Identifier and an Authority Key Identifier,
+a critical Basic Constraints and a critical Key Usage fit for its role; leaves
+say serverAuth and clientAuth in their Extended Key Usage. The helpers work
+with cryptography 38 (Debian 12's, used on armv7, which has no wheel) and up.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +22,7 @@ import certifi
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 KEY_TYPES = ("rsa2048", "rsa4096", "p256", "p384", "ed25519")
 
@@ -35,6 +43,21 @@ def new_key(key_type: str) -> Any:
 
 def _sign_hash(key: Any) -> Any:
     return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+
+
+def _key_usage(*, ca: bool, rsa_key: bool) -> x509.KeyUsage:
+    """Certificate and CRL signing for a CA; signing (and, for RSA, key transport) for a leaf."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=rsa_key and not ca,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def make_cert(
@@ -64,7 +87,19 @@ def make_cert(
         .not_valid_before(not_before or now - dt.timedelta(days=1))
         .not_valid_after(not_after or now + dt.timedelta(days=365))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                x509.SubjectKeyIdentifier.from_public_key(issuer_key.public_key())
+            ),
+            critical=False,
+        )
+        .add_extension(_key_usage(ca=ca, rsa_key=isinstance(key, rsa.RSAPrivateKey)), critical=True)
     )
+    if not ca:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
     if sans:
         names: list[x509.GeneralName] = []
         for s in sans:
@@ -119,6 +154,20 @@ def rotated(chain: Chain, hostname: str) -> Chain:
 def cached_chain(key_type: str = "p256", hostname: str = "example.com") -> Chain:
     """One chain per key type for the whole session (RSA-4096 keys are slow to make)."""
     return make_chain(key_type, hostname)
+
+
+def not_valid_before(cert: x509.Certificate) -> dt.datetime:
+    """``cert.not_valid_before_utc`` (cryptography >= 42), also on older releases."""
+    if hasattr(cert, "not_valid_before_utc"):
+        return cert.not_valid_before_utc
+    return cert.not_valid_before.replace(tzinfo=dt.timezone.utc)
+
+
+def not_valid_after(cert: x509.Certificate) -> dt.datetime:
+    """``cert.not_valid_after_utc`` (cryptography >= 42), also on older releases."""
+    if hasattr(cert, "not_valid_after_utc"):
+        return cert.not_valid_after_utc
+    return cert.not_valid_after.replace(tzinfo=dt.timezone.utc)
 
 
 def spki_der(cert: x509.Certificate) -> bytes:

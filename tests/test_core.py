@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 
 from pinengine import _types
 from pinengine._errors import CertificateParseError
-from tests.certs import KEY_TYPES, cached_chain, certifi_ders, spki_der
+from tests.certs import KEY_TYPES, cached_chain, certifi_ders, not_valid_after, not_valid_before, spki_der
 
 UTC = dt.timezone.utc
 
@@ -277,8 +277,8 @@ def test_generated_chain_parse(core: ModuleType, key_type: str) -> None:
         assert info.serial_number == cert.serial_number
         assert info.subject == cert.subject.rfc4514_string()
         assert info.issuer == cert.issuer.rfc4514_string()
-        assert info.not_before == cert.not_valid_before_utc
-        assert info.not_after == cert.not_valid_after_utc
+        assert info.not_before == not_valid_before(cert)
+        assert info.not_after == not_valid_after(cert)
         assert info.spki == spki_der(cert)
         assert info.subject_der == cert.subject.public_bytes()
         assert info.issuer_der == cert.issuer.public_bytes()
@@ -358,8 +358,8 @@ def test_certifi_bundle(core: ModuleType) -> None:
         info = core.parse_certificate(der)
         assert info.version == cert.version.value + 1, where
         assert info.serial_number == serial, where
-        assert info.not_before == cert.not_valid_before_utc, where
-        assert info.not_after == cert.not_valid_after_utc, where
+        assert info.not_before == not_valid_before(cert), where
+        assert info.not_after == not_valid_after(cert), where
         assert info.subject_der == cert.subject.public_bytes(), where
         assert info.issuer_der == cert.issuer.public_bytes(), where
         for mine, name in ((info.subject, cert.subject), (info.issuer, cert.issuer)):

@@ -9,6 +9,7 @@ away mid-run refuses dynamic hosts (fail closed) and nothing is lost.
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 import shutil
@@ -39,8 +40,14 @@ def _open(spec: tuple[str, str, str]) -> Any:
     return RedisStore(where, namespace=namespace)
 
 
-def _gateway(spec: tuple[str, str, str], ports: list[int], cafile: str, start: Any, results: Any, n: int) -> None:
+def _gateway(
+    backend: str, spec: tuple[str, str, str], ports: list[int], cafile: str, start: Any, results: Any, n: int
+) -> None:
     """One gateway process: THREADS threads, each connecting once to one of the two servers."""
+    from pinengine import _backend
+
+    # A fresh process (forkserver): select the backend under test here.
+    _backend.core = importlib.import_module("pinengine._core" if backend == "compiled" else "pinengine._core_py")
     store = _open(spec)
     policy = PinPolicy.from_mapping({"domains": [{"host": HOST, "dynamic": True}]}, store=store)
     ctx = create_pinned_context(policy, cafile=cafile)
@@ -94,10 +101,14 @@ def test_racing_gateways_record_exactly_one_key(
 ) -> None:
     (a, b), pins = servers
     spec = _spec(kind, tmp_path, request)
-    mp = multiprocessing.get_context("fork")  # children inherit the backend under test
+    # Not fork: this process runs threads (the TLS servers), and forking it is
+    # unsafe (CPython 3.12+ warns). The forkserver forks from a single-threaded
+    # server that has this module loaded already.
+    mp = multiprocessing.get_context("forkserver")
+    mp.set_forkserver_preload([__name__])
     start = mp.Barrier(PROCESSES * THREADS)
     results = mp.Queue()
-    procs = [mp.Process(target=_gateway, args=(spec, [a.port, b.port], a.cafile, start, results, n))
+    procs = [mp.Process(target=_gateway, args=(backend, spec, [a.port, b.port], a.cafile, start, results, n))
              for n in range(PROCESSES)]
     for p in procs:
         p.start()

@@ -30,7 +30,12 @@ even under qemu. Prints one summary line per run; exits 1 on any
 disagreement, with the first few inputs in hex and the command that replays
 them (the input is kept as <work>/input.bin).
 
-    python tests/native/cross.py [--mutants N] [--seed S] [--work DIR] [--no-huge]
+    python tests/native/cross.py [--mutants N] [--seed S] [--work DIR] [--no-huge] [--runs LIST]
+
+``--runs musl`` runs the host's CPU with the musl C library instead (a
+static musl-gcc build; Debian: musl-tools), as the musllinux wheels link it:
+the same digests, dispatch and walker answers, line for line, as the glibc
+build.
 
 Needs gcc, aarch64-linux-gnu-gcc, arm-linux-gnueabihf-gcc (with their static
 C libraries), qemu-aarch64 and qemu-arm (Debian: gcc-aarch64-linux-gnu
@@ -111,6 +116,9 @@ BUILDS = (
         ("-static", "-march=armv7-a", "-mfpu=vfpv3-d16", "-mfloat-abi=hard"),
         "arm-linux-gnueabihf-gcc -static -O2 -march=armv7-a -mfpu=vfpv3-d16 -mfloat-abi=hard",
     ),
+    # The C library of the musllinux wheels (Debian's musl-tools: musl 1.2.3,
+    # static). Same CPU as the host, so the same dispatch; a different libc.
+    Build("musl", "musl-gcc", ("-static",), "musl-gcc -static -O2"),
 )
 
 
@@ -121,6 +129,15 @@ def host_run(core: ModuleType) -> Run:
     arch = {"x86_64": "x86_64", "AMD64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(machine, machine)
     available = frozenset(name for name in IMPLEMENTATIONS if core._sha256_available(name))
     return Run(arch, f"{arch} (native)", "host", (), arch, 64, available)
+
+
+def musl_run(host: Run) -> Run:
+    """The host's CPU with musl instead of glibc: the same SHA-256 implementations must run."""
+    return Run("musl", f"{host.arch} musl libc (static, native)", "musl", (), host.arch, 64, host.available)
+
+
+# Run names for --runs; "musl" is not in the default set (it needs musl-tools).
+DEFAULT_RUNS = ("aarch64", "aarch64/a53", "aarch64/no-sha2", "armv7")
 
 
 def foreign_runs() -> List[Run]:
@@ -519,17 +536,28 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--work", type=Path, help="build and input directory (default: a temporary one, removed)")
     parser.add_argument("--no-huge", action="store_true", help=f"skip the {HUGE_LENGTH}-byte message on armv7 (about 15 s)")
     parser.add_argument("--host-only", action="store_true", help="only the host build (no cross compilers, no qemu)")
+    parser.add_argument(
+        "--runs",
+        default=",".join(DEFAULT_RUNS),
+        help=f"the runs besides the host's, comma-separated, from {', '.join(DEFAULT_RUNS)}, musl (default: all but musl)",
+    )
     args = parser.parse_args(argv)
 
     started = time.monotonic()
     core = importlib.import_module("pinengine._core")
-    runs = [host_run(core)] + ([] if args.host_only else foreign_runs())
+    host = host_run(core)
+    known = {r.name: r for r in [*foreign_runs(), musl_run(host)]}
+    wanted = [] if args.host_only else [name for name in args.runs.split(",") if name]
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        parser.error(f"unknown run(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    runs = [host] + [known[name] for name in wanted]
     needed = {r.build for r in runs}
     builds = [b for b in BUILDS if b.name in needed]
     tools = {b.cc for b in builds} | {r.runner[0] for r in runs if r.runner}
     missing = sorted(tool for tool in tools if shutil.which(tool) is None)
     if missing:
-        print(f"cross: missing tools: {' '.join(missing)} (Debian: gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross qemu-user)", file=sys.stderr)
+        print(f"cross: missing tools: {' '.join(missing)} (Debian: gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross qemu-user; musl-tools for musl)", file=sys.stderr)
         return 2
 
     tmp = None
