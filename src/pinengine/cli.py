@@ -414,10 +414,19 @@ def _validate_chain_file(host: str, chain: Sequence[bytes], target: str, roots: 
     certs = _x509_objects(chain, target)
     name = normalize_hostname(host)
     subject: verification.Subject
+    # An address is checked as the client's TLS library reads what it was
+    # given: ``::ffff:127.0.0.1`` is an IPv6 address there, although its pins
+    # are 127.0.0.1's.
+    literal = host.strip()
+    if literal.startswith("[") and literal.endswith("]"):
+        literal = literal[1:-1]
     try:
-        subject = x509.IPAddress(ipaddress.ip_address(name))
+        subject = x509.IPAddress(ipaddress.ip_address(literal.partition("%")[0]))
     except ValueError:
-        subject = x509.DNSName(name)
+        try:
+            subject = x509.IPAddress(ipaddress.ip_address(name))
+        except ValueError:
+            subject = x509.DNSName(name)
     try:
         verifier = verification.PolicyBuilder().store(verification.Store(anchors)).build_server_verifier(subject)
     except ValueError as exc:  # a name no certificate can carry, such as a wildcard

@@ -104,6 +104,10 @@ def refusal(exc: BaseException) -> BaseException | None:
         if item is None or id(item) in seen:
             continue
         seen.add(id(item))
+        if isinstance(item, PinMismatchError) and isinstance(item.__cause__, HostnameError):
+            # The TLS hooks refuse a connection whose check raised with a
+            # PinMismatchError caused by that error: the cause says why.
+            return item.__cause__
         if isinstance(item, (PinMismatchError, HostnameError)):
             return item  # type: ignore[no-any-return]
         if isinstance(item, BaseException):
