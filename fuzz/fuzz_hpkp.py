@@ -287,7 +287,10 @@ def check_note(options: int, body: bytes) -> None:
             report.hostname != HOST
             or report.status != "report-only"
             or tuple(report.known_pins) != ro_header.pins
-            or report.report_uri != ((uri,) if uri else ())
+            # The header's report-uri is the server's choice: it travels apart
+            # from the operator's, so a sink can refuse it (issue 11, finding 8).
+            or report.report_uri != ()
+            or report.server_report_uri != ((uri,) if uri else ())
         ):
             raise Finding(f"{where}: report {report!r} does not describe {ro_header!r}")
 
