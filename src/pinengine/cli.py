@@ -21,6 +21,7 @@ from typing import Any, Sequence, TextIO
 from . import __version__, _backend
 from ._errors import CertificateParseError, PinFormatError, PinMismatchError, PolicyError
 from ._hostnames import entry_spellings, to_unicode
+from ._keys import public_keys
 from ._pem import load_certificates
 from .pins import SPKI, Pin
 from .policy import REPORT_ONLY, DomainEntry, PinPolicy, normalize_hostname
@@ -49,28 +50,57 @@ def _iso(t: _dt.datetime) -> str:
 
 def _read_chain(path: str) -> list[bytes]:
     """The certificates of a PEM or DER file, in file order (leaf first for a chain)."""
+    return load_certificates(_read_input(path))
+
+
+def _read_input(path: str) -> bytes:
+    """The bytes of a file argument ('-' is standard input)."""
     if path == "-":
-        data = sys.stdin.buffer.read()
-    else:
-        with open(path, "rb") as f:
-            data = f.read()
-    return load_certificates(data)
+        return sys.stdin.buffer.read()
+    with open(path, "rb") as f:
+        return f.read()
 
 
 # -- pins ------------------------------------------------------------------------
 
 
+def _passphrase(args: argparse.Namespace) -> bytes | None:
+    """The first line of --passphrase-file: a passphrase never goes on the command line."""
+    if not args.passphrase_file:
+        return None
+    with open(args.passphrase_file, "rb") as f:
+        return f.readline().rstrip(b"\r\n")
+
+
 def _cmd_pins(args: argparse.Namespace, out: TextIO) -> int:
     core = _backend.core
     status = EXIT_OK
+    try:
+        password = _passphrase(args)
+    except OSError as exc:
+        print(f"pinengine pins: --passphrase-file: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
     for path in args.files:
         try:
-            ders = _read_chain(path)
+            keys = public_keys(_read_input(path), password=password)
         except (OSError, CertificateParseError) as exc:
             print(f"pinengine pins: {path}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
             status = EXIT_USAGE
             continue
-        for index, der in enumerate(ders):
+        for index, key in enumerate(keys):
+            if key.certificate is None:
+                # A key or a CSR: only an SPKI pin exists. Nothing of a private
+                # key but its public half is printed.
+                spki = core.hash_bytes(key.spki, args.algorithm)
+                pin = str(Pin(args.algorithm, spki))
+                if args.format == "json":
+                    doc = {"file": path, "index": index, "kind": key.kind, "pin": pin,
+                           f"spki_{args.algorithm}": _b64(spki)}
+                    out.write(json.dumps(doc) + "\n")
+                else:
+                    out.write(f'{path}[{index}] {pin} kind="{key.kind}"\n')
+                continue
+            der = key.certificate
             try:
                 info = core.parse_certificate(der)
             except CertificateParseError as exc:
@@ -85,6 +115,7 @@ def _cmd_pins(args: argparse.Namespace, out: TextIO) -> int:
                 record = {
                     "file": path,
                     "index": index,
+                    "kind": key.kind,
                     "subject": info.subject,
                     "issuer": info.issuer,
                     "not_before": _iso(info.not_before),
@@ -521,8 +552,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("pins", help="print the pins of certificates in PEM/DER files or bundles")
+    p = sub.add_parser(
+        "pins",
+        help="print the pins of certificates, public keys, private keys and CSRs in PEM/DER files",
+        description="Print the SPKI pin (and for certificates the certificate pin) of every certificate, "
+        "public key (PUBLIC KEY, RSA PUBLIC KEY), private key (PKCS#8, PKCS#1 RSA, SEC1 EC; only the "
+        "public key's pin is printed) and certificate signing request (PKCS#10) in each file, saying which "
+        "kind each one was. A backup pin is the pin of a key or CSR kept offline for the next certificate.",
+    )
     p.add_argument("files", nargs="+", metavar="FILE", help="PEM or DER file ('-' for standard input)")
+    p.add_argument("--passphrase-file", metavar="FILE",
+                   help="first line: the passphrase of an ENCRYPTED PRIVATE KEY (needs pinengine[cryptography])")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="text (default) or JSON, one object per line")
     p.add_argument("--algorithm", choices=("sha256", "sha384", "sha512"), default="sha256",

@@ -252,18 +252,25 @@ class Pin:
     def from_file(
         cls, path: PathLike, *, kind: str = SPKI, algorithm: str = "sha256"
     ) -> list[Pin]:
-        """One pin per certificate (or ``PUBLIC KEY`` block) in a PEM or DER file or bundle."""
+        """One pin per certificate, public key, private key or CSR in a PEM or DER file or bundle.
+
+        ``kind="certificate"`` pins certificates only (keys and CSRs have no
+        certificate pin). Of a private key only the public key is pinned; see
+        ``pinengine._keys`` for the formats read.
+        """
+        from ._keys import public_keys
+
         with open(path, "rb") as f:
             data = f.read()
         try:
             pins: list[Pin] = []
-            for block in read_blocks(data):
-                if block.label == "CERTIFICATE":
-                    pins.append(cls._of_certificate(block.der, kind, algorithm))
-                elif block.label == "PUBLIC KEY" and kind == SPKI:
-                    pins.append(cls.from_public_key(block.der, algorithm=algorithm))
+            for key in public_keys(data):
+                if key.certificate is not None:
+                    pins.append(cls._of_certificate(key.certificate, kind, algorithm))
+                elif kind == SPKI:
+                    pins.append(cls(algorithm, _backend.core.hash_bytes(key.spki, algorithm), SPKI))
             if not pins:
-                raise CertificateParseError("no certificate or public key in it")
+                raise CertificateParseError("no certificate in it")
         except CertificateParseError as exc:
             raise CertificateParseError(f"{os.fspath(path)}: {exc}") from None
         return pins
