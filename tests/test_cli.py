@@ -245,3 +245,19 @@ def test_console_script_version(backend: str) -> None:
 def test_module_help_runs() -> None:
     out = subprocess.run([sys.executable, "-m", "pinengine.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "Exit codes" in out.stdout
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    # `pinengine pins --format json BUNDLE | head -1`: the reader closes the pipe
+    # after one line. The bundle is given five times so the output outgrows
+    # the pipe's buffer and the writer really meets EPIPE.
+    argv = [sys.executable, "-c", "import sys; from pinengine.cli import main; sys.exit(main())",
+            "pins", "--format", "json", *[certifi.where()] * 5]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141
+    assert json.loads(first)["file"] == certifi.where()
+    assert err == b""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import socket
 from pathlib import Path
 
 import pytest
@@ -227,3 +228,31 @@ def test_check_live_host(tmp_path: Path, spare: Chain) -> None:
         code, out = run("check", path, "--host", f"localhost:{server.port}")
         assert code == 1 and "certificate validation failed" in out
     assert run("check", path, "--host", f"localhost:{server.port}", "--timeout", "2")[0] == 2  # nobody listens
+
+
+def test_check_every_host_even_when_some_are_dead(tmp_path: Path) -> None:
+    # Two live servers with a dead one (accepts TCP, never answers the
+    # handshake) and a closed port between them: every host is reported, in
+    # the order given, then the summary; the exit status is the worst outcome.
+    near = chain_expiring(4, 2000, host="localhost")
+    path = toml_policy(tmp_path, pin(near.ders[0]), host="localhost")
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    with TLSServer(near) as first, TLSServer(near) as second, silent:
+        hosts = [f"localhost:{first.port}", f"127.0.0.1:{silent.getsockname()[1]}",
+                 f"127.0.0.1:{closed_port}", f"localhost:{second.port}"]
+        code, out = run("check", path, *[a for h in hosts for a in ("--host", h)],
+                        "--cafile", first.cafile, "--timeout", "1")
+    assert code == 2, out
+    lines = out.splitlines()
+    unreachable = [ln for ln in lines if ln.startswith("unreachable: ")]
+    assert [ln.split(": ")[1] for ln in unreachable] == hosts[1:3]
+    assert "timed out" in unreachable[0]
+    for live in (hosts[0], hosts[3]):
+        assert any(f"of {live}" in ln for ln in lines), live  # planned against both live chains
+    assert lines[-1] == f"{path}: 1 entries, 2 chains, 0 errors, 5 warnings, 2 unreachable"

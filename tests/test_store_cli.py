@@ -25,7 +25,9 @@ def run(*argv: str) -> tuple[int, str]:
 @pytest.mark.parametrize("name", ["pins.sqlite3", "pins.json"])
 def test_accept_list_show_forget(tmp_path: Path, name: str) -> None:
     store = str(tmp_path / name)
-    assert run("store", "--store", store, "list") == (0, "")
+    assert run("store", "--store", store, "accept", "other.example", A)[0] == 0
+    assert run("store", "--store", store, "forget", "other.example")[0] == 0
+    assert run("store", "--store", store, "list") == (0, "")  # empty, and said so on stderr
     code, out = run("store", "--store", store, "accept", "API.example.com.", A)
     assert code == 0 and out.startswith(f"api.example.com {A} source=accepted")
     code, out = run("store", "--store", store, "accept", "api.example.com", B)  # pre-announce the next key
@@ -67,3 +69,45 @@ def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "corrupt.json" in capsys.readouterr().err
     assert corrupt.read_bytes() == before  # never replaced
     assert run("store", "--store", store)[0] == 2
+
+
+@pytest.mark.parametrize("action", [["list"], ["show", "a.example"], ["forget", "a.example"], ["export"]])
+def test_read_only_actions_never_invent_a_store(tmp_path: Path, action: list[str],
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("tpyo.sqlite3", "tpyo.json"):
+        typo = tmp_path / name
+        assert run("store", "--store", str(typo), *action)[0] == 2
+        assert f"no store at {typo}" in capsys.readouterr().err
+        assert not typo.exists()
+        # The same with --store after the action.
+        assert run("store", *action, "--store", str(typo))[0] == 2
+        assert not typo.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_default_store_is_not_invented(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("PINENGINE_STORE", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert run("store", "list")[0] == 2
+    assert "no store at" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_options_after_the_action_and_an_empty_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = str(tmp_path / "pins.sqlite3")
+    assert run("store", "accept", "--store", store, "a.example", A)[0] == 0
+    assert run("store", "list", "--store", store)[1].startswith(f"a.example {A}")
+    assert run("store", "forget", "a.example", "--store", store)[0] == 0
+    capsys.readouterr()
+    assert run("store", "list", "--store", store) == (0, "")
+    assert "holds no live records" in capsys.readouterr().err
+
+
+def test_import_counts_in_words(tmp_path: Path) -> None:
+    source = str(tmp_path / "a.sqlite3")
+    run("store", "--store", source, "accept", "one.example", A)
+    exported = tmp_path / "one.json"
+    run("store", "--store", source, "export", str(exported))
+    assert run("store", "--store", str(tmp_path / "b.sqlite3"), "import", str(exported)) == (0, "imported 1 record\n")

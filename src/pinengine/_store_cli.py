@@ -29,6 +29,38 @@ def _line(record: PinRecord) -> str:
     )
 
 
+def _store_options(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    """--store and --namespace, before the action or after it (``store list --store X``).
+
+    The action's copies default to SUPPRESS so they override the top-level
+    value only when given.
+    """
+    default = os.environ.get("PINENGINE_STORE") if top else argparse.SUPPRESS
+    parser.add_argument("--store", default=default, metavar="STORE",
+                        help="a path (SQLite, or JSON for *.json), redis://HOST:PORT/DB, or memory:")
+    parser.add_argument("--namespace", default="pinengine" if top else argparse.SUPPRESS,
+                        help="Redis key namespace (default pinengine)")
+
+
+#: Actions that only read (or remove what exists): on a store file that does
+#: not exist they fail and create nothing, so a mistyped --store is noticed.
+_NEEDS_EXISTING = ("list", "show", "forget", "export")
+
+
+def _missing_store(spec: str | None) -> str | None:
+    """The path of a file store that does not exist, or None (present, or not a file)."""
+    from .stores import default_path
+
+    if spec in ("memory:",) or (spec and spec.startswith(("redis://", "rediss://", "unix://"))):
+        return None
+    path = os.fspath(spec) if spec else os.fspath(default_path())
+    return None if os.path.exists(path) else path
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``store`` and its subcommands to the ``pinengine`` command's subparsers."""
     p = sub.add_parser(
@@ -39,22 +71,27 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "else the SQLite file in the user's data directory. Exit 0 done, 1 nothing to do (no such host), "
         "2 bad input or the store cannot be used.",
     )
-    p.add_argument("--store", default=os.environ.get("PINENGINE_STORE"), metavar="STORE")
-    p.add_argument("--namespace", default="pinengine", help="Redis key namespace (default pinengine)")
+    _store_options(p, top=True)
     ops = p.add_subparsers(dest="store_command", metavar="ACTION")
-    ops.add_parser("list", help="one line per live record")
+    o = ops.add_parser("list", help="one line per live record")
+    _store_options(o)
     o = ops.add_parser("show", help="one host's record as JSON")
     o.add_argument("host")
+    _store_options(o)
     o = ops.add_parser("accept", help="trust more keys for a host (pre-announce or accept the next key)")
+    _store_options(o)
     o.add_argument("host")
     o.add_argument("pins", nargs="+", metavar="PIN")
     o.add_argument("--replace", action="store_true", help="trust only these keys from now on")
     o.add_argument("--ttl", type=float, help="seconds the record stays valid (new or replaced records)")
     o = ops.add_parser("forget", help="remove a host's record (its next validated connection records anew)")
     o.add_argument("host")
+    _store_options(o)
     o = ops.add_parser("export", help="write every live record as a JSON document")
     o.add_argument("file", nargs="?", default="-", help="output file (default: standard output)")
+    _store_options(o)
     o = ops.add_parser("import", help="add the records of a JSON document made by export")
+    _store_options(o)
     o.add_argument("file", help="input file ('-' for standard input)")
     o.add_argument("--replace", action="store_true", help="replace records of hosts already in the store")
     p.set_defaults(func=run)
@@ -67,6 +104,12 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     if not args.store_command:
         print("pinengine store: give an action: list, show, accept, forget, export, import", file=sys.stderr)
         return EXIT_USAGE
+    if args.store_command in _NEEDS_EXISTING:
+        missing = _missing_store(args.store)
+        if missing is not None:
+            print(f"pinengine store {args.store_command}: no store at {missing} (nothing was created; "
+                  "accept or import make one)", file=sys.stderr)
+            return EXIT_USAGE
     try:
         store = open_store(args.store, namespace=args.namespace)
     except (StoreError, ValueError, OSError) as exc:
@@ -75,8 +118,11 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     try:
         action = args.store_command
         if action == "list":
-            for record in store.list():
+            records = store.list()
+            for record in records:
                 out.write(_line(record) + "\n")
+            if not records:
+                print("pinengine store list: the store holds no live records", file=sys.stderr)
         elif action == "show":
             found = store.get(args.host)
             if found is None:
@@ -110,7 +156,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         elif action == "import":
             text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()
             count = import_records(store, text, replace=args.replace)
-            out.write(f"imported {count} records\n")
+            out.write(f"imported {_plural(count, 'record')}\n")
         return EXIT_OK
     except (StoreError, NoRecordError, ValueError, OSError) as exc:
         print(f"pinengine store {args.store_command}: {exc}", file=sys.stderr)

@@ -5,6 +5,7 @@ Exit codes (every subcommand):
   1  the check failed: lint findings, a pin mismatch
   2  usage error or unreadable input: bad arguments, a policy that does not
      load (for ``verify``), a malformed certificate or chain file
+  141  standard output was closed by its reader (a pipe into ``head``)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .policy import REPORT_ONLY, DomainEntry, PinPolicy, normalize_hostname
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE, what a shell reports for `cmd | head`
 
 EXPIRY_WARNING_DAYS = 30
 TOO_MANY_PINS = 10
@@ -251,7 +253,7 @@ def _check_samples(args: argparse.Namespace, findings: list[tuple[str, str]]) ->
     """The chains to plan rotation with: ``--chain [HOST=]FILE`` and live ``--host HOST[:PORT]``.
 
     None after printing the reason when an input cannot be read (exit 2).
-    Validation failures of live hosts become error findings.
+    Live hosts that fail validation or cannot be reached become findings.
     """
     from .rotation import ChainSample
 
@@ -273,24 +275,71 @@ def _check_samples(args: argparse.Namespace, findings: list[tuple[str, str]]) ->
             return None
         samples.append(ChainSample(chain, host or None, path))
     if args.hosts:
-        from ._live import fetch_chains, split_target
+        live = _fetch_hosts(args, findings)
+        if live is None:
+            return None
+        samples.extend(live)
+    return samples
 
-        for target in args.hosts:
-            try:
-                host, port = split_target(target)
-            except ValueError as exc:
-                print(f"pinengine check: {exc}", file=sys.stderr)
-                return None
-            label = f"{host}:{port}"
-            try:
-                live = fetch_chains(host, port, server_name=host, cafile=args.cafile, timeout=args.timeout)
-            except ssl.SSLCertVerificationError as exc:
-                findings.append(("error", f"{label}: certificate validation failed: {exc.verify_message or exc}"))
-                continue
-            except (OSError, ssl.SSLError) as exc:
-                print(f"pinengine check: cannot connect to {label}: {exc}", file=sys.stderr)
-                return None
-            samples.append(ChainSample(live.verified, host, label))
+
+#: At most this many ``check --host`` connections at once: enough to check a
+#: fleet quickly, few enough not to look like a scan to the servers.
+MAX_CHECK_CONNECTIONS = 8
+
+
+def _fetch_hosts(args: argparse.Namespace, findings: list[tuple[str, str]]) -> list[Any] | None:
+    """The validated chain of every ``--host``, fetched concurrently.
+
+    A host that cannot be reached or does not validate becomes a finding
+    (``unreachable`` or ``error``) and the others are still checked. None
+    after printing why when a target is not HOST[:PORT].
+    """
+    import concurrent.futures
+    import time
+
+    from ._live import fetch_chains, split_target
+    from .rotation import ChainSample
+
+    targets = []
+    for target in args.hosts:
+        try:
+            targets.append(split_target(target))
+        except ValueError as exc:
+            print(f"pinengine check: {exc}", file=sys.stderr)
+            return None
+
+    def fetch(host: str, port: int) -> Any:
+        return fetch_chains(host, port, server_name=host, cafile=args.cafile, timeout=args.timeout)
+
+    started = time.monotonic()
+    progress = sys.stderr.isatty()
+    shown = False
+    outcomes: dict[int, Any] = {}
+    workers = min(MAX_CHECK_CONNECTIONS, len(targets))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pinengine-check") as pool:
+        futures = {pool.submit(fetch, host, port): i for i, (host, port) in enumerate(targets)}
+        pending = set(futures)
+        while pending:
+            done, pending = concurrent.futures.wait(pending, timeout=0.25)
+            for future in done:
+                outcomes[futures[future]] = future
+            if progress and time.monotonic() - started > 1.0:
+                print(f"\rpinengine check: {len(outcomes)}/{len(targets)} hosts checked", end="", file=sys.stderr)
+                shown = True
+    if shown:
+        print(file=sys.stderr)
+    samples = []
+    for index, (host, port) in enumerate(targets):
+        label = f"{host}:{port}"
+        try:
+            live = outcomes[index].result()
+        except ssl.SSLCertVerificationError as exc:
+            findings.append(("error", f"{label}: certificate validation failed: {exc.verify_message or exc}"))
+            continue
+        except (OSError, ssl.SSLError) as exc:
+            findings.append(("unreachable", f"{label}: cannot connect: {exc}"))
+            continue
+        samples.append(ChainSample(live.verified, host, label))
     return samples
 
 
@@ -322,11 +371,17 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"{severity}: {text}\n")
     errors = sum(1 for s, _ in findings if s == "error")
     warnings = sum(1 for s, _ in findings if s == "warning")
-    checked = len(samples) + len(live_findings)
+    unreachable = sum(1 for s, _ in findings if s == "unreachable")
+    checked = len(samples) + len(live_findings) - unreachable
     chains = f"{checked} chain{'s' if checked != 1 else ''}, " if checked else ""
+    lost = f", {unreachable} unreachable" if unreachable else ""
     out.write(
-        f"{args.policy}: {len(policy.entries)} entries, {chains}{errors} errors, {warnings} warnings\n"
+        f"{args.policy}: {len(policy.entries)} entries, {chains}{errors} errors, {warnings} warnings{lost}\n"
     )
+    # The exit status is the worst outcome: a host that could not be checked
+    # (2) outranks findings (1).
+    if unreachable:
+        return EXIT_USAGE
     if errors or (warnings and args.strict):
         return EXIT_FAILED
     return EXIT_OK
@@ -626,7 +681,16 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    return int(args.func(args, out or sys.stdout))
+    try:
+        return int(args.func(args, out or sys.stdout))
+    except BrokenPipeError:
+        # The reader went away (``pinengine pins ... | head -1``): stop quietly
+        # with the status a shell gives a process SIGPIPE killed. Standard output
+        # points at /dev/null from here on, so the interpreter's final flush
+        # cannot raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":  # pragma: no cover
