@@ -261,3 +261,41 @@ def test_a_closed_pipe_ends_quietly() -> None:
     assert proc.wait(timeout=60) == 141
     assert json.loads(first)["file"] == certifi.where()
     assert err == b""
+
+
+def test_verify_takes_a_url_and_a_curl_pin_list(tmp_path: Path) -> None:
+    from tests.tls import TLSServer
+
+    chain = make_chain("p256", "localhost")
+    other = str(Pin.from_certificate(make_chain().ders[0]))
+    pins = f"{other};sha256//{str(Pin.from_certificate(chain.ders[1])).split('/', 1)[1]}"
+    with TLSServer(chain) as server:
+        code, out = run("verify", "--pin", pins, "--cafile", server.cafile, f"https://localhost:{server.port}/a?b")
+        assert code == 0, out
+        assert out.startswith("host: localhost (127.0.0.1 port ")
+        code, out = run("verify", "--pin", other, "--cafile", server.cafile, f"https://localhost:{server.port}/")
+        assert code == 1, out
+
+
+@pytest.mark.parametrize("target", ["http://localhost/", "https://user@localhost/", "https://localhost:0/",
+                                    "https://localhost:70000/", "ftp://localhost/"])
+def test_verify_refuses_other_urls(target: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("verify", "--pin", str(Pin.from_certificate(make_chain().ders[0])), target)[0] == 2
+    assert target in capsys.readouterr().err
+
+
+def test_a_chain_file_without_host_hints_at_host(chain_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("verify", "--pin", str(Pin.from_certificate(make_chain().ders[0])), str(chain_file))[0] == 2
+    assert "--host HOST" in capsys.readouterr().err
+
+
+def test_pin_lists() -> None:
+    a, b = (Pin.from_certificate(make_chain().ders[0]) for _ in range(2))
+    assert Pin.parse_list(f"{a};{b}") == [a, b]
+    assert Pin.parse_list(f"sha256//{str(a)[7:]}") == [a]
+    from pinengine._errors import PinFormatError
+
+    for bad, why in [(f"{a};", "item 1 is empty"), (f"{a};{a}", "listed twice"), (";".join([str(a)] * 70), "at most"),
+                     (f"{a};sha256/nope", "invalid pin")]:
+        with pytest.raises(PinFormatError, match=why):
+            Pin.parse_list(bad)

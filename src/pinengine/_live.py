@@ -20,8 +20,14 @@ class LiveChains:
 
 
 def split_target(target: str, default_port: int = 443) -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]``, ``[v6]:port`` or a bare IPv6 literal -> (host, port)."""
+    """``host``, ``host:port``, ``[v6]``, ``[v6]:port``, a bare IPv6 literal or an https URL -> (host, port).
+
+    Of a URL only the host and port are used; its path is ignored. Other
+    schemes and URLs with user information are refused.
+    """
     text = target.strip()
+    if "://" in text:
+        return _split_url(target, text, default_port)
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
         if not sep:
@@ -65,3 +71,22 @@ def fetch_chains(
             verified, served = peer_chains(conn)
             peer = conn.getpeername()
             return LiveChains(verified, served, conn.version() or "?", (peer[0], peer[1]))
+
+
+def _split_url(target: str, text: str, default_port: int) -> tuple[str, int]:
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{target!r}: not a URL: {exc}") from None
+    if parts.scheme.lower() != "https":
+        raise ValueError(f"{target!r}: only https URLs can be verified")
+    if "@" in parts.netloc:
+        raise ValueError(f"{target!r}: a URL with user information is refused")
+    if not parts.hostname:
+        raise ValueError(f"{target!r}: no host")
+    if port == 0:
+        raise ValueError(f"{target!r}: bad port 0")
+    return parts.hostname, default_port if port is None else port

@@ -393,7 +393,8 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
 def _load_verify_policy(args: argparse.Namespace, host: str) -> PinPolicy:
     if args.policy:
         return PinPolicy.from_file(args.policy)
-    pins = [Pin.parse(p) for p in args.pin]
+    # Each --pin is one pin or a curl pin list (sha256//A;sha256//B).
+    pins = [pin for text in args.pin for pin in Pin.parse_list(text)]
     return PinPolicy([DomainEntry(host, tuple(pins), require_backup_pin=False)])
 
 
@@ -559,6 +560,10 @@ def _verify_offline_validated(args: argparse.Namespace, out: TextIO, policy: Pin
 def _verify_live(args: argparse.Namespace, out: TextIO) -> int:
     from ._live import fetch_chains, split_target
 
+    if os.path.isfile(args.target):
+        print(f"pinengine verify: {args.target} is a file: to check a chain file, give the host it was served "
+              f"for: pinengine verify --host HOST ... {args.target}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         host, port = split_target(args.target)
         name = args.sni or host
@@ -654,10 +659,11 @@ def _parser() -> argparse.ArgumentParser:
         "checked on the chain that validated), otherwise only its leaf can match a pin. "
         "Exit 0 accepted, 1 refused (or not valid), 2 bad input or no connection.",
     )
-    p.add_argument("target", metavar="HOST[:PORT] | CHAIN_FILE")
+    p.add_argument("target", metavar="HOST[:PORT] | https://URL | CHAIN_FILE")
     p.add_argument("--host", help="offline mode: the host name the chain file was served for")
     p.add_argument("--policy", metavar="POLICY", help="policy file (TOML or JSON)")
-    p.add_argument("--pin", action="append", metavar="PIN", help="a pin to require (repeatable)")
+    p.add_argument("--pin", action="append", metavar="PIN",
+                   help="a pin to require (repeatable; a curl list sha256//A;sha256//B also works)")
     p.add_argument("--cafile", help="live: trust these CA certificates instead of the system store; offline: "
                    "validate the chain file against these roots for --host (needs pinengine[cryptography]) "
                    "and check the pins on the chain that validated")

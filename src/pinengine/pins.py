@@ -33,6 +33,10 @@ _HEX_FORM = re.compile(r"^[0-9A-Fa-f]{2}(?::?[0-9A-Fa-f]{2})*$")
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+#: The most pins ``Pin.parse_list`` reads from one list.
+MAX_PIN_LIST = 64
+
+
 class InsecurePinWarning(UserWarning):
     """A SHA-1 pin was accepted because the caller explicitly allowed it."""
 
@@ -105,6 +109,29 @@ class Pin:
         _check_size(f"{self.algorithm}:{self.digest.hex()}", self.algorithm, self.digest)
 
     # -- text -------------------------------------------------------------
+
+    @classmethod
+    def parse_list(cls, text: str, *, allow_sha1: bool = False) -> list[Pin]:
+        """Parse a ``;``-separated pin list, as curl's ``--pinnedpubkey`` takes it.
+
+        ``"sha256//A=;sha256//B="`` gives two pins; each item may be any form
+        ``parse`` reads. Empty items, duplicates and lists of more than
+        ``MAX_PIN_LIST`` pins raise PinFormatError.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"a pin list must be given as str, not {type(text).__name__}")
+        items = text.split(";", MAX_PIN_LIST)
+        if len(items) > MAX_PIN_LIST:
+            raise PinFormatError(f"a pin list holds at most {MAX_PIN_LIST} pins")
+        pins: list[Pin] = []
+        for index, item in enumerate(items):
+            if not item.strip():
+                raise PinFormatError(f"invalid pin list {text[:200]!r}: item {index} is empty")
+            pin = cls.parse(item, allow_sha1=allow_sha1)
+            if pin in pins:
+                raise PinFormatError(f"invalid pin list: {pin} is listed twice")
+            pins.append(pin)
+        return pins
 
     @classmethod
     def parse(cls, text: str, *, kind: str | None = None, allow_sha1: bool = False) -> Pin:
