@@ -111,3 +111,23 @@ def test_import_counts_in_words(tmp_path: Path) -> None:
     exported = tmp_path / "one.json"
     run("store", "--store", source, "export", str(exported))
     assert run("store", "--store", str(tmp_path / "b.sqlite3"), "import", str(exported)) == (0, "imported 1 record\n")
+
+
+def test_list_and_show_as_json_with_iso_times(tmp_path: Path) -> None:
+    import datetime as dt
+
+    store = str(tmp_path / "pins.sqlite3")
+    run("store", "--store", store, "accept", "a.example", A, "--ttl", "3600")
+    run("store", "--store", store, "accept", "b.example", B)
+    code, out = run("store", "--store", store, "list", "--format", "json")
+    docs = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [d["host"] for d in docs] == ["a.example", "b.example"]
+    with open_store(store) as s:
+        record = s.get("a.example")
+    assert record is not None and record.expires_at is not None
+    assert dt.datetime.fromisoformat(docs[0]["expires_at"].replace("Z", "+00:00")).timestamp() == int(record.expires_at)
+    assert docs[1]["expires_at"] is None and docs[0]["pins"] == [A]
+    code, out = run("store", "--store", store, "show", "a.example", "--format", "json")
+    assert code == 0 and out.count("\n") == 1 and json.loads(out) == docs[0]
+    shown = json.loads(run("store", "--store", store, "show", "a.example")[1])
+    assert shown == docs[0]

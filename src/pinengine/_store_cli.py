@@ -21,6 +21,15 @@ def _when(t: float | None) -> str:
     return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _document(record: PinRecord) -> dict[str, object]:
+    """The record as shown by ``list``/``show --format json``: ``to_dict`` with ISO 8601 times."""
+    doc = record.to_dict()
+    for key in ("first_seen", "last_seen", "expires_at"):
+        value = doc[key]
+        doc[key] = None if value is None else _when(float(value))
+    return doc
+
+
 def _line(record: PinRecord) -> str:
     return (
         f"{record.host} {','.join(record.pins)} source={record.source} first_seen={_when(record.first_seen)} "
@@ -74,9 +83,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     _store_options(p, top=True)
     ops = p.add_subparsers(dest="store_command", metavar="ACTION")
     o = ops.add_parser("list", help="one line per live record")
+    o.add_argument("--format", choices=("text", "json"), default="text",
+                   help="text (default) or JSON lines: one object per record, times in ISO 8601")
     _store_options(o)
-    o = ops.add_parser("show", help="one host's record as JSON")
+    o = ops.add_parser("show", help="one host's record as JSON (times in ISO 8601)")
     o.add_argument("host")
+    o.add_argument("--format", choices=("text", "json"), default="text",
+                   help="text (default: indented JSON) or json (one line)")
     _store_options(o)
     o = ops.add_parser("accept", help="trust more keys for a host (pre-announce or accept the next key)")
     _store_options(o)
@@ -120,7 +133,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         if action == "list":
             records = store.list()
             for record in records:
-                out.write(_line(record) + "\n")
+                out.write((json.dumps(_document(record)) if args.format == "json" else _line(record)) + "\n")
             if not records:
                 print("pinengine store list: the store holds no live records", file=sys.stderr)
         elif action == "show":
@@ -128,7 +141,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             if found is None:
                 out.write(f"no live record for {args.host}\n")
                 return EXIT_FAILED
-            out.write(json.dumps(found.to_dict(), indent=2) + "\n")
+            out.write(json.dumps(_document(found), indent=None if args.format == "json" else 2) + "\n")
         elif action == "accept":
             pins = [str(Pin.parse(p)) for p in args.pins]
             current = store.get(args.host)
