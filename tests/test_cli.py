@@ -299,3 +299,28 @@ def test_pin_lists() -> None:
                      (f"{a};sha256/nope", "invalid pin")]:
         with pytest.raises(PinFormatError, match=why):
             Pin.parse_list(bad)
+
+
+def test_verify_and_check_as_json(tmp_path: Path, chain: Chain, chain_file: Path) -> None:
+    leaf_pin = str(Pin.from_certificate(chain.ders[0]))
+    code, out = run("verify", "--format", "json", "--pin", leaf_pin, "--host", "example.com", str(chain_file))
+    doc = json.loads(out)
+    assert code == 0 and out.count("\n") == 1
+    assert (doc["host"], doc["validated"], doc["decision"], doc["status"]) == ("example.com", False, "accepted", "match")
+    assert doc["match"] == {"pin": leaf_pin, "index": 0, "role": "leaf"}
+    assert [row["pin"] for row in doc["chains"]["file"]] == [str(Pin.from_certificate(d)) for d in chain.ders]
+    other = str(Pin.from_certificate(make_chain().ders[0]))
+    code, out = run("verify", "--format", "json", "--pin", other, "--host", "example.com", str(chain_file))
+    doc = json.loads(out)
+    assert code == 1 and (doc["decision"], doc["status"]) == ("refused", "mismatch") and other in doc["message"]
+
+    body = f'[[domains]]\nhost = "example.com"\npins = ["{leaf_pin}"]\n'
+    policy = write_policy(tmp_path, body + "require_backup_pin = false\n")
+    code, out = run("check", "--format", "json", str(policy), "--chain", str(chain_file))
+    doc = json.loads(out)
+    assert code == 0 and (doc["entries"], doc["chains"], doc["errors"], doc["unreachable"]) == (1, 1, 0, 0)
+    assert doc["warnings"] == len(doc["findings"]) >= 1
+    assert all(f["severity"] == "warning" for f in doc["findings"])
+    code, out = run("check", "--format", "json", str(write_policy(tmp_path, body, "strict.toml")))
+    doc = json.loads(out)  # a policy that does not load is one error finding
+    assert code == 1 and doc["errors"] == 1 and "backup" in doc["findings"][0]["message"]

@@ -184,15 +184,15 @@ def test_check_with_chain_files(tmp_path: Path, soon: Chain, spare: Chain) -> No
         f"CN=rotation intermediate,O=pinengine tests) of {chain_file}, which expires on "
         f"{days(10):%Y-%m-%d}, in 10 days; backup pin(s) for the next key: {pin(spare.ders[1])}"
     )
-    assert out.splitlines() == [warning, f"{path}: 1 entries, 1 chain, 0 errors, 1 warnings"]
+    assert out.splitlines() == [warning, f"{path}: 1 entry, 1 chain, 0 errors, 1 warning"]
     assert run("check", "--strict", path, "--chain", chain_file)[0] == 1
     assert run("check", path, "--window", "7", "--chain", chain_file) == (
-        0, f"{path}: 1 entries, 1 chain, 0 errors, 0 warnings\n")
+        0, f"{path}: 1 entry, 1 chain, 0 errors, 0 warnings\n")
     # several chains; one named for the host, which its pins do not match
     code, out = run("check", path, "--chain", chain_file, f"{HOST}={lasting_file}")
     assert code == 1
     assert f"error: entry '{HOST}': {lasting_file} matches none of its pins: connections would be refused" in out
-    assert out.endswith(f"{path}: 1 entries, 2 chains, 1 errors, 1 warnings\n")
+    assert out.endswith(f"{path}: 1 entry, 2 chains, 1 error, 1 warning\n")
 
 
 def test_check_only_pin_expiring_without_backup(tmp_path: Path, soon: Chain) -> None:
@@ -223,7 +223,7 @@ def test_check_live_host(tmp_path: Path, spare: Chain) -> None:
                                    f"(leaf, CN=localhost,O=pinengine tests) of localhost:{server.port}")
         assert "in 4 days" in lines[1]
         assert lines[2].startswith("warning: entry 'localhost': every pin matching")
-        assert lines[3] == f"{path}: 1 entries, 1 chain, 0 errors, 3 warnings"
+        assert lines[3] == f"{path}: 1 entry, 1 chain, 0 errors, 3 warnings"
         # a server the trust store does not validate: an error finding, not a crash
         code, out = run("check", path, "--host", f"localhost:{server.port}")
         assert code == 1 and "certificate validation failed" in out
@@ -255,4 +255,4 @@ def test_check_every_host_even_when_some_are_dead(tmp_path: Path) -> None:
     assert "timed out" in unreachable[0]
     for live in (hosts[0], hosts[3]):
         assert any(f"of {live}" in ln for ln in lines), live  # planned against both live chains
-    assert lines[-1] == f"{path}: 1 entries, 2 chains, 0 errors, 5 warnings, 2 unreachable"
+    assert lines[-1] == f"{path}: 1 entry, 2 chains, 0 errors, 5 warnings, 2 unreachable"

@@ -46,6 +46,11 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def _plural(count: int, noun: str, nouns: str = "") -> str:
+    """``1 chain``, ``2 chains``: output people read says it right."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
 def _iso(t: _dt.datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -352,7 +357,13 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     try:
         policy = PinPolicy.from_file(args.policy)
     except PolicyError as exc:
-        out.write(f"error: {exc}\n")
+        if args.format == "json":
+            doc = {"policy": args.policy, "entries": 0, "chains": 0,
+                   "findings": [{"severity": "error", "message": str(exc)}], "errors": 1, "warnings": 0,
+                   "unreachable": 0}
+            out.write(json.dumps(doc, ensure_ascii=False) + "\n")
+        else:
+            out.write(f"error: {exc}\n")
         return EXIT_FAILED
     live_findings: list[tuple[str, str]] = []
     samples = _check_samples(args, live_findings)
@@ -367,17 +378,22 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     except ValueError as exc:  # a host name of --chain / --host that cannot be used (HostnameError)
         print(f"pinengine check: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    for severity, text in findings:
-        out.write(f"{severity}: {text}\n")
     errors = sum(1 for s, _ in findings if s == "error")
     warnings = sum(1 for s, _ in findings if s == "warning")
     unreachable = sum(1 for s, _ in findings if s == "unreachable")
     checked = len(samples) + len(live_findings) - unreachable
-    chains = f"{checked} chain{'s' if checked != 1 else ''}, " if checked else ""
-    lost = f", {unreachable} unreachable" if unreachable else ""
-    out.write(
-        f"{args.policy}: {len(policy.entries)} entries, {chains}{errors} errors, {warnings} warnings{lost}\n"
-    )
+    if args.format == "json":
+        doc = {"policy": args.policy, "entries": len(policy.entries), "chains": checked,
+               "findings": [{"severity": sev, "message": text} for sev, text in findings],
+               "errors": errors, "warnings": warnings, "unreachable": unreachable}
+        out.write(json.dumps(doc, ensure_ascii=False) + "\n")
+    else:
+        for severity, text in findings:
+            out.write(f"{severity}: {text}\n")
+        chains = f"{_plural(checked, 'chain')}, " if checked else ""
+        lost = f", {unreachable} unreachable" if unreachable else ""
+        out.write(f"{args.policy}: {_plural(len(policy.entries), 'entry', 'entries')}, {chains}"
+                  f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')}{lost}\n")
     # The exit status is the worst outcome: a host that could not be checked
     # (2) outranks findings (1).
     if unreachable:
@@ -398,29 +414,60 @@ def _load_verify_policy(args: argparse.Namespace, host: str) -> PinPolicy:
     return PinPolicy([DomainEntry(host, tuple(pins), require_backup_pin=False)])
 
 
-def _print_chain(out: TextIO, title: str, chain: Sequence[bytes]) -> None:
-    core = _backend.core
-    out.write(f"{title}:\n")
-    for i, der in enumerate(chain):
-        info = core.parse_certificate(der)
-        role = "leaf" if i == 0 else "root" if i == len(chain) - 1 else "intermediate"
-        out.write(f"  {i} {role}: {Pin('sha256', core.spki_sha256(der))} {info.subject}\n")
+class _VerifyOutput:
+    """What ``verify`` prints: text lines as it goes, or (``--format json``) one JSON document at the end.
+
+    Each call carries both forms: the text line and the document's fields.
+    Errors that end the command with exit 2 go to standard error in both.
+    """
+
+    def __init__(self, out: TextIO, form: str) -> None:
+        self.out = out
+        self.json = form == "json"
+        self.doc: dict[str, Any] = {}
+
+    def say(self, line: str, **fields: Any) -> None:
+        self.doc.update(fields)
+        if not self.json:
+            self.out.write(line + "\n")
+
+    def chain(self, title: str, key: str, chain: Sequence[bytes]) -> None:
+        core = _backend.core
+        rows = []
+        for i, der in enumerate(chain):
+            info = core.parse_certificate(der)
+            role = "leaf" if i == 0 else "root" if i == len(chain) - 1 else "intermediate"
+            rows.append({"index": i, "role": role, "pin": str(Pin("sha256", core.spki_sha256(der))),
+                         "subject": info.subject})
+        self.doc.setdefault("chains", {})[key] = rows
+        if not self.json:
+            self.out.write(f"{title}:\n")
+            for row in rows:
+                self.out.write(f"  {row['index']} {row['role']}: {row['pin']} {row['subject']}\n")
+
+    def finish(self, code: int) -> int:
+        if self.json:
+            self.out.write(json.dumps(self.doc, ensure_ascii=False) + "\n")
+        return code
 
 
-def _decide(out: TextIO, policy: PinPolicy, host: str, chain: list[bytes], verified: bool) -> int:
+def _decide(rep: _VerifyOutput, policy: PinPolicy, host: str, chain: list[bytes], verified: bool) -> int:
     try:
         result = policy.verify(host, chain, verified=verified)
     except PinMismatchError as exc:
-        out.write(f"decision: REFUSED\n{exc}\n")
-        return EXIT_FAILED
+        rep.say(f"decision: REFUSED\n{exc}", decision="refused", status="mismatch", message=str(exc))
+        return rep.finish(EXIT_FAILED)
     if result.status == "match":
         m = result.matches[0]
-        out.write(f"decision: accepted: {m.pin} matched certificate {m.index} ({m.role})\n")
+        rep.say(f"decision: accepted: {m.pin} matched certificate {m.index} ({m.role})",
+                decision="accepted", status=result.status, match={"pin": str(m.pin), "index": m.index, "role": m.role})
     elif result.status == "not-pinned":
-        out.write("decision: accepted: no policy entry covers this host (not pinned)\n")
+        rep.say("decision: accepted: no policy entry covers this host (not pinned)",
+                decision="accepted", status=result.status)
     else:
-        out.write(f"decision: accepted ({result.status}, NOT enforced)\n{result.message}\n")
-    return EXIT_OK
+        rep.say(f"decision: accepted ({result.status}, NOT enforced)\n{result.message}",
+                decision="accepted", status=result.status, message=result.message)
+    return rep.finish(EXIT_OK)
 
 
 def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
@@ -450,16 +497,17 @@ def _verify_offline(args: argparse.Namespace, out: TextIO) -> int:
         print(f"pinengine verify: {args.target}: {len(chain)} certificates; a chain file holds at most "
               f"{MAX_CHAIN_FILE_CERTIFICATES}", file=sys.stderr)
         return EXIT_USAGE
+    rep = _VerifyOutput(out, args.format)
     try:
         if args.cafile:
-            return _verify_offline_validated(args, out, policy, chain)
-        out.write(f"host: {args.host}\n")
+            return _verify_offline_validated(args, rep, policy, chain)
         why = "--insecure" if args.insecure else "offline, no --cafile"
-        out.write(f"chain: NOT validated ({why}): only the leaf can match a pin\n")
-        _print_chain(out, "chain file", chain)
+        rep.say(f"host: {args.host}", host=args.host)
+        rep.say(f"chain: NOT validated ({why}): only the leaf can match a pin", validated=False)
+        rep.chain("chain file", "file", chain)
         # The whole file goes to the decision: a blocked key anywhere in it
         # still refuses, but only the leaf can match a pin (verified=False).
-        return _decide(out, policy, args.host, chain, False)
+        return _decide(rep, policy, args.host, chain, False)
     except CertificateParseError as exc:
         print(f"pinengine verify: {args.target}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -525,7 +573,8 @@ def _validate_chain_file(host: str, chain: Sequence[bytes], target: str, roots: 
     return [c.public_bytes(Encoding.DER) for c in built]
 
 
-def _verify_offline_validated(args: argparse.Namespace, out: TextIO, policy: PinPolicy, chain: list[bytes]) -> int:
+def _verify_offline_validated(args: argparse.Namespace, rep: _VerifyOutput, policy: PinPolicy,
+                              chain: list[bytes]) -> int:
     try:
         roots = _read_chain(args.cafile)
     except OSError as exc:
@@ -544,17 +593,18 @@ def _verify_offline_validated(args: argparse.Namespace, out: TextIO, policy: Pin
         print(f"pinengine verify: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except _ChainInvalid as exc:
-        out.write(f"host: {args.host}\n")
-        out.write(f"chain: NOT valid against {args.cafile} for {args.host}\n")
-        _print_chain(out, "chain file", chain)
-        out.write(f"decision: REFUSED: chain validation failed: {exc}\n")
-        return EXIT_FAILED
-    out.write(f"host: {args.host}\n")
-    out.write(f"chain: validated against {args.cafile} for {args.host}\n")
-    _print_chain(out, "validated chain", validated)
+        rep.say(f"host: {args.host}", host=args.host)
+        rep.say(f"chain: NOT valid against {args.cafile} for {args.host}", validated=False)
+        rep.chain("chain file", "file", chain)
+        rep.say(f"decision: REFUSED: chain validation failed: {exc}", decision="refused", status="invalid-chain",
+                message=f"chain validation failed: {exc}")
+        return rep.finish(EXIT_FAILED)
+    rep.say(f"host: {args.host}", host=args.host)
+    rep.say(f"chain: validated against {args.cafile} for {args.host}", validated=True)
+    rep.chain("validated chain", "verified", validated)
     if validated != chain:
-        _print_chain(out, "chain file (differs from the validated chain)", chain)
-    return _decide(out, policy, args.host, validated, True)
+        rep.chain("chain file (differs from the validated chain)", "file", chain)
+    return _decide(rep, policy, args.host, validated, True)
 
 
 def _verify_live(args: argparse.Namespace, out: TextIO) -> int:
@@ -575,25 +625,31 @@ def _verify_live(args: argparse.Namespace, out: TextIO) -> int:
         live = fetch_chains(host, port, server_name=name, cafile=args.cafile, insecure=args.insecure,
                             timeout=args.timeout)
     except ssl.SSLCertVerificationError as exc:
-        out.write(f"host: {name} ({host} port {port})\ndecision: REFUSED: certificate validation failed: "
-                  f"{exc.verify_message or exc}\n")
-        return EXIT_FAILED
+        rep = _VerifyOutput(out, args.format)
+        rep.say(f"host: {name} ({host} port {port})", host=name, port=port, validated=False)
+        reason = f"certificate validation failed: {exc.verify_message or exc}"
+        rep.say(f"decision: REFUSED: {reason}", decision="refused", status="invalid-chain", message=reason)
+        return rep.finish(EXIT_FAILED)
     except (OSError, ssl.SSLError) as exc:
         print(f"pinengine verify: cannot connect to {host} port {port}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    out.write(f"host: {name} ({live.address[0]} port {live.address[1]}, {live.version})\n")
+    rep = _VerifyOutput(out, args.format)
+    rep.say(f"host: {name} ({live.address[0]} port {live.address[1]}, {live.version})",
+            host=name, address=live.address[0], port=live.address[1], tls_version=live.version)
     try:
         if args.insecure:
-            out.write("validation: OFF (--insecure): only the leaf can match a pin\n")
-            _print_chain(out, "served chain", live.served)
-            return _decide(out, policy, name, live.served[:1], False)
-        _print_chain(out, "verified chain", live.verified)
+            rep.say("validation: OFF (--insecure): only the leaf can match a pin", validated=False)
+            rep.chain("served chain", "served", live.served)
+            return _decide(rep, policy, name, live.served[:1], False)
+        rep.doc["validated"] = True
+        rep.chain("verified chain", "verified", live.verified)
         if live.served != live.verified:
-            _print_chain(out, "served chain (differs from the verified chain)", live.served)
-        return _decide(out, policy, name, live.verified, True)
+            rep.chain("served chain (differs from the verified chain)", "served", live.served)
+        return _decide(rep, policy, name, live.verified, True)
     except CertificateParseError as exc:
-        out.write(f"decision: REFUSED: the server sent a malformed certificate: {exc}\n")
-        return EXIT_FAILED
+        rep.say(f"decision: REFUSED: the server sent a malformed certificate: {exc}", decision="refused",
+                status="malformed-certificate", message=str(exc))
+        return rep.finish(EXIT_FAILED)
 
 
 # -- entry point -------------------------------------------------------------------
@@ -638,6 +694,8 @@ def _parser() -> argparse.ArgumentParser:
                        "Exit 1 on errors (and on warnings with --strict), 2 when a chain or host cannot be read.")
     p.add_argument("policy", metavar="POLICY")
     p.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="text (default) or json: one document with the findings and their counts")
     p.add_argument("--chain", dest="chains", action="extend", nargs="+", default=[], metavar="[HOST=]FILE",
                    help="rotation planning: a chain (PEM/DER, leaf first) to check against the entries whose "
                    "pins it matches, or against HOST's entry; warns when certificates carrying pins expire "
@@ -670,6 +728,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--insecure", "--unverified", action="store_true", dest="insecure",
                    help="no trust-store validation: only the leaf may match")
     p.add_argument("--timeout", type=float, default=10.0, help="live: connect/handshake timeout in seconds")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="text (default) or json: one document with host, validated, chains, decision, status")
     p.add_argument("--sni", metavar="NAME", help="live: server name to send and to check pins for "
                    "(to test a server by IP address)")
     p.set_defaults(func=_cmd_verify)
