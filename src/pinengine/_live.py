@@ -1,10 +1,13 @@
-"""Fetching a live server's chains, for ``pinengine verify HOST[:PORT]``."""
+"""Fetching live servers' chains, for ``pinengine verify``, ``check --host`` and ``init``."""
 
 from __future__ import annotations
 
 import socket
 import ssl
+import sys
+import time
 from dataclasses import dataclass
+from typing import Sequence, TextIO, Union
 
 from .hooks.ssl import peer_chains
 
@@ -90,3 +93,59 @@ def _split_url(target: str, text: str, default_port: int) -> tuple[str, int]:
     if port == 0:
         raise ValueError(f"{target!r}: bad port 0")
     return parts.hostname, default_port if port is None else port
+
+
+#: At most this many connections at once when several hosts are fetched:
+#: enough to check a fleet quickly, few enough not to look like a scan.
+MAX_CONCURRENT_CONNECTIONS = 8
+
+
+def fetch_many(
+    targets: Sequence[tuple[str, int]],
+    *,
+    cafile: str | None = None,
+    timeout: float = 10.0,
+    progress: TextIO | None = None,
+    what: str = "hosts",
+) -> list[Union[LiveChains, Exception]]:
+    """``fetch_chains`` for every ``(host, port)``, concurrently; the results in order.
+
+    A host that fails gives its exception in its place (``OSError``,
+    ``ssl.SSLError``, ``ssl.SSLCertVerificationError``), so one dead host does
+    not hide the others. Each connection is bounded by ``timeout``. With
+    ``progress`` (a terminal), a count is shown once it takes over a second.
+    """
+    import concurrent.futures
+
+    def fetch(host: str, port: int) -> LiveChains:
+        return fetch_chains(host, port, server_name=host, cafile=cafile, timeout=timeout)
+
+    results: dict[int, Union[LiveChains, Exception]] = {}
+    started = time.monotonic()
+    shown = False
+    workers = max(1, min(MAX_CONCURRENT_CONNECTIONS, len(targets)))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pinengine-fetch") as pool:
+        futures = {pool.submit(fetch, host, port): i for i, (host, port) in enumerate(targets)}
+        pending = set(futures)
+        while pending:
+            done, pending = concurrent.futures.wait(pending, timeout=0.25)
+            for future in done:
+                error = future.exception()
+                results[futures[future]] = future.result() if error is None else _as_exception(error)
+            if progress is not None and time.monotonic() - started > 1.0:
+                print(f"\r{len(results)}/{len(targets)} {what}", end="", file=progress, flush=True)
+                shown = True
+    if shown and progress is not None:
+        print(file=progress)
+    return [results[i] for i in range(len(targets))]
+
+
+def _as_exception(error: BaseException) -> Exception:
+    if isinstance(error, Exception):
+        return error
+    raise error  # KeyboardInterrupt and the like are not a host's outcome
+
+
+def terminal() -> TextIO | None:
+    """Standard error when it is a terminal (progress goes there), else None."""
+    return sys.stderr if sys.stderr.isatty() else None

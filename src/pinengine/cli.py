@@ -287,11 +287,6 @@ def _check_samples(args: argparse.Namespace, findings: list[tuple[str, str]]) ->
     return samples
 
 
-#: At most this many ``check --host`` connections at once: enough to check a
-#: fleet quickly, few enough not to look like a scan to the servers.
-MAX_CHECK_CONNECTIONS = 8
-
-
 def _fetch_hosts(args: argparse.Namespace, findings: list[tuple[str, str]]) -> list[Any] | None:
     """The validated chain of every ``--host``, fetched concurrently.
 
@@ -299,10 +294,7 @@ def _fetch_hosts(args: argparse.Namespace, findings: list[tuple[str, str]]) -> l
     (``unreachable`` or ``error``) and the others are still checked. None
     after printing why when a target is not HOST[:PORT].
     """
-    import concurrent.futures
-    import time
-
-    from ._live import fetch_chains, split_target
+    from ._live import fetch_many, split_target, terminal
     from .rotation import ChainSample
 
     targets = []
@@ -312,39 +304,19 @@ def _fetch_hosts(args: argparse.Namespace, findings: list[tuple[str, str]]) -> l
         except ValueError as exc:
             print(f"pinengine check: {exc}", file=sys.stderr)
             return None
-
-    def fetch(host: str, port: int) -> Any:
-        return fetch_chains(host, port, server_name=host, cafile=args.cafile, timeout=args.timeout)
-
-    started = time.monotonic()
-    progress = sys.stderr.isatty()
-    shown = False
-    outcomes: dict[int, Any] = {}
-    workers = min(MAX_CHECK_CONNECTIONS, len(targets))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pinengine-check") as pool:
-        futures = {pool.submit(fetch, host, port): i for i, (host, port) in enumerate(targets)}
-        pending = set(futures)
-        while pending:
-            done, pending = concurrent.futures.wait(pending, timeout=0.25)
-            for future in done:
-                outcomes[futures[future]] = future
-            if progress and time.monotonic() - started > 1.0:
-                print(f"\rpinengine check: {len(outcomes)}/{len(targets)} hosts checked", end="", file=sys.stderr)
-                shown = True
-    if shown:
-        print(file=sys.stderr)
+    results = fetch_many(targets, cafile=args.cafile, timeout=args.timeout, progress=terminal(),
+                         what="hosts checked")
     samples = []
-    for index, (host, port) in enumerate(targets):
+    for (host, port), live in zip(targets, results):
         label = f"{host}:{port}"
-        try:
-            live = outcomes[index].result()
-        except ssl.SSLCertVerificationError as exc:
-            findings.append(("error", f"{label}: certificate validation failed: {exc.verify_message or exc}"))
-            continue
-        except (OSError, ssl.SSLError) as exc:
-            findings.append(("unreachable", f"{label}: cannot connect: {exc}"))
-            continue
-        samples.append(ChainSample(live.verified, host, label))
+        if isinstance(live, ssl.SSLCertVerificationError):
+            findings.append(("error", f"{label}: certificate validation failed: {live.verify_message or live}"))
+        elif isinstance(live, (OSError, ssl.SSLError)):
+            findings.append(("unreachable", f"{label}: cannot connect: {live}"))
+        elif isinstance(live, Exception):
+            raise live
+        else:
+            samples.append(ChainSample(live.verified, host, label))
     return samples
 
 
@@ -734,8 +706,10 @@ def _parser() -> argparse.ArgumentParser:
                    "(to test a server by IP address)")
     p.set_defaults(func=_cmd_verify)
 
+    from ._init_cli import add_parser as add_init_parser
     from ._store_cli import add_parser as add_store_parser
 
+    add_init_parser(sub)
     add_store_parser(sub)
     return parser
 
