@@ -113,8 +113,45 @@ def test_urllib3_pool_manager(server: TLSServer, chain: Chain, other: Chain) -> 
     with pytest.raises(urllib3.exceptions.SSLError) as info:
         insecure.request("GET", server.url())
     assert "only the leaf" in str(find_pin_error(info.value))
-    with pytest.raises(TypeError, match="makes its own ssl_context"):
-        PinnedPoolManager(policy(pin(chain.ders[0]), pin(other.ders[0])), ssl_context=None)
+
+
+
+def test_urllib3_pool_manager_pins_a_context_the_caller_built(server: TLSServer, chain: Chain, other: Chain) -> None:
+    import ssl
+
+    from pinengine.hooks._contexts import find_pin_error
+
+    good_policy = policy(pin(chain.ders[0]), pin(other.ders[0]))
+    context = ssl.create_default_context(cafile=server.cafile)
+    good = PinnedPoolManager(good_policy, ssl_context=context)
+    assert good.request("GET", server.url()).data.startswith(b"hello")
+    # The same context cannot be pinned to a second policy: one of the two
+    # owners would lose its pins.
+    with pytest.raises(ValueError, match="already enforces another pin policy"):
+        PinnedPoolManager(policy(pin(other.ders[0]), pin(other.ders[1])), ssl_context=context)
+    mine = ssl.create_default_context(cafile=server.cafile)
+    bad = PinnedPoolManager(policy(pin(other.ders[0]), pin(other.ders[1])), ssl_context=mine, retries=False)
+    with pytest.raises(urllib3.exceptions.SSLError) as info:
+        bad.request("GET", server.url())
+    assert find_pin_error(info.value) is not None
+    # Pinned in place: a plain urllib3 manager given that context is held to the pins too.
+    plain = urllib3.PoolManager(ssl_context=mine, retries=False)
+    with pytest.raises(urllib3.exceptions.SSLError) as info:
+        plain.request("GET", server.url())
+    assert find_pin_error(info.value) is not None
+    with pytest.raises(TypeError, match="not both"):
+        PinnedPoolManager(good_policy, ssl_context=ssl.create_default_context(), ca_certs=server.cafile)
+
+    class Custom(ssl.SSLContext):
+        pass
+
+    with pytest.raises(TypeError, match=r"takes an ssl\.SSLContext"):
+        PinnedPoolManager(good_policy, ssl_context=Custom(ssl.PROTOCOL_TLS_CLIENT))
+    with pytest.raises(TypeError, match="client context"):
+        PinnedPoolManager(good_policy, ssl_context=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+    # ssl_context=None is urllib3's "not given": the manager builds its own.
+    assert PinnedPoolManager(good_policy, ssl_context=None, ca_certs=server.cafile).request(
+        "GET", server.url()).status == 200
 
 
 def test_urllib3_proxy_manager(server: TLSServer, proxy: ConnectProxy, chain: Chain, other: Chain) -> None:

@@ -19,12 +19,12 @@ import ssl as _ssl
 import sys
 import threading
 from collections import OrderedDict
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 from .._errors import PinMismatchError
 from ..policy import PinPolicy, VerificationResult, normalize_hostname
 
-__all__ = ["PinnedSSLContext", "create_pinned_context", "peer_chains"]
+__all__ = ["PinnedSSLContext", "create_pinned_context", "peer_chains", "pin_context"]
 
 _DER = getattr(_ssl, "_ssl", None)
 _ENCODING_DER = getattr(_DER, "ENCODING_DER", 2)
@@ -366,3 +366,36 @@ def create_pinned_context(
         if keylogfile and not sys.flags.ignore_environment:
             context.keylog_filename = keylogfile
     return context
+
+
+def pin_context(context: _ssl.SSLContext, policy: PinPolicy) -> PinnedSSLContext:
+    """Make a client context the caller built enforce ``policy`` too; returns the same object.
+
+    For settings ``create_pinned_context`` does not take (a client
+    certificate, ciphers, a trust store loaded some other way): build the
+    ``ssl.SSLContext`` as usual, then pin it. The object itself changes: every
+    connection made with it from then on checks the pins, wherever it is
+    used. A context that already enforces another policy raises ValueError
+    (two owners could not both have their pins checked); a subclass of
+    ``ssl.SSLContext`` (its own behaviour) or a server context raises
+    TypeError.
+    """
+    if not isinstance(policy, PinPolicy):
+        raise TypeError(f"policy must be a PinPolicy, not {type(policy).__name__}")
+    if type(context) is PinnedSSLContext:
+        if context.pin_policy is not policy:
+            raise ValueError("this context already enforces another pin policy; build a context per policy")
+        return context
+    if type(context) is not _ssl.SSLContext:
+        raise TypeError(f"pin_context takes an ssl.SSLContext, not {type(context).__module__}.{type(context).__name__}")
+    if context.protocol == _ssl.PROTOCOL_TLS_SERVER:
+        raise TypeError("pin_context takes a client context (PROTOCOL_TLS_CLIENT), not a server one")
+    # Same layout (both are Python subclasses of _ssl._SSLContext): the
+    # object becomes a PinnedSSLContext, so its sockets and SSLObjects are the
+    # pinned classes that check before any application byte moves.
+    context.__class__ = PinnedSSLContext
+    pinned = cast(PinnedSSLContext, context)
+    pinned._chains = OrderedDict()
+    pinned._chains_lock = threading.Lock()
+    pinned.pin_policy = policy
+    return pinned

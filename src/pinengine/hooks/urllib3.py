@@ -5,7 +5,9 @@
 
 Verification settings (``cert_reqs``, ``ca_certs``, ``ca_cert_dir``,
 ``ca_cert_data``, ``cert_file``, ``key_file``) are given to the manager; it
-builds one pinned context from them. A pin failure raises
+builds one pinned context from them. Or give ``ssl_context=`` a client
+``ssl.SSLContext`` you built, as with urllib3 itself: it is pinned in place
+(``pinengine.hooks.ssl.pin_context``) and enforces the policy from then on. A pin failure raises
 ``urllib3.exceptions.SSLError`` (inside ``MaxRetryError`` when retries are
 exhausted) whose cause chain holds the ``PinMismatchError``.
 
@@ -28,7 +30,7 @@ from urllib3.util.ssl_ import resolve_cert_reqs
 
 from ..policy import PinPolicy
 from ._contexts import context_for
-from .ssl import PinnedSSLContext
+from .ssl import PinnedSSLContext, pin_context
 
 __all__ = ["PinnedPoolManager", "PinnedProxyManager"]
 
@@ -44,9 +46,17 @@ _FORWARDING_REFUSED = (
 def _pinned_kwargs(policy: PinPolicy, kwargs: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(policy, PinPolicy):
         raise TypeError(f"policy must be a PinPolicy, not {type(policy).__name__}")
-    if "ssl_context" in kwargs:
-        raise TypeError("a pinned manager makes its own ssl_context; pass verification settings instead")
     settings = {k: kwargs.pop(k) for k in _CONTEXT_KEYS if k in kwargs}
+    if kwargs.get("ssl_context") is not None:
+        # A context the caller built: it is pinned in place (see pin_context),
+        # and its own verify_mode decides cert_reqs.
+        if settings:
+            raise TypeError(f"give ssl_context or verification settings ({', '.join(settings)}), not both: "
+                            "load CA and client certificates into the context itself")
+        context = pin_context(kwargs["ssl_context"], policy)
+        kwargs["cert_reqs"] = "CERT_NONE" if context.verify_mode == ssl.CERT_NONE else "CERT_REQUIRED"
+        return kwargs
+    kwargs.pop("ssl_context", None)
     cert_reqs = settings.get("cert_reqs", ssl.CERT_REQUIRED)
     verify = cert_reqs not in (ssl.CERT_NONE, "CERT_NONE", "NONE")
     kwargs["ssl_context"] = context_for(
