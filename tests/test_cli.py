@@ -324,3 +324,32 @@ def test_verify_and_check_as_json(tmp_path: Path, chain: Chain, chain_file: Path
     code, out = run("check", "--format", "json", str(write_policy(tmp_path, body, "strict.toml")))
     doc = json.loads(out)  # a policy that does not load is one error finding
     assert code == 1 and doc["errors"] == 1 and "backup" in doc["findings"][0]["message"]
+
+
+def test_overlap_detection_agrees_with_all_pairs() -> None:
+    # The indexed search must find exactly the pairs the all-pairs definition
+    # finds, in the same order, over patterns of every kind, nested names and
+    # a name with two IDNA spellings.
+    import random
+
+    from pinengine import PinPolicy
+    from pinengine.cli import _more_specific, _overlaps
+
+    rng = random.Random(7)
+    labels = ["a", "b", "api", "strasse", "c"]
+    hosts: set[str] = set()
+    while len(hosts) < 300:
+        name = ".".join(rng.choice(labels) for _ in range(rng.randint(1, 4))) + ".example"
+        hosts.add(rng.choice(["", "*.", "**."]) + name)
+    hosts.update(["straße.example", "*.straße.example", "**.example"])
+    pins = [str(Pin.from_certificate(cached_chain("p256").ders[i])) for i in range(2)]
+    policy = PinPolicy.from_mapping({"domains": [{"host": h, "pins": pins} for h in sorted(hosts)]})
+    entries = policy.entries
+    expected = []
+    for a in entries:
+        for b in entries:
+            probe = a.base if a.pattern != "one-label" else "x." + a.base
+            if a is not b and b.covers(probe) and _more_specific(a, b):
+                expected.append((a.host, b.host))
+    assert len(expected) > 100
+    assert [(a.host, b.host) for a, b in _overlaps(entries)] == expected
