@@ -38,7 +38,7 @@ import time
 import urllib.parse
 import weakref
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 from . import _backend, _observe
 from ._errors import CertificateParseError, PinengineError
@@ -59,6 +59,7 @@ __all__ = [
     "REPORT_ONLY_HEADER",
     "HPKPError",
     "HPKPHeader",
+    "note_pinned_response",
     "note_response",
     "parse_header",
 ]
@@ -622,18 +623,6 @@ def note_response(
     return "; ".join(outcomes)
 
 
-def _store_failed(policy: PinPolicy, name: str, exc: BaseException) -> None:
-    """Count and log a store failure (``pinengine._observe.store_error``); never raise."""
-    report = getattr(_observe, "store_error", None)
-    try:
-        if report is not None:
-            report(policy, name, None, exc)
-            return
-    except Exception:  # counting must not break the response
-        pass
-    log.error("pin store error for %s: %s", name, exc)
-
-
 # Per policy, one throttle per kind of log line a server can trigger on every response.
 _THROTTLES: weakref.WeakKeyDictionary[PinPolicy, dict[str, _LogThrottle]] = weakref.WeakKeyDictionary()
 
@@ -694,7 +683,7 @@ def _note(policy: PinPolicy, name: str, value: str, chain_pins: list[Pin], at: f
         try:
             policy.store.update(name, remove, now=at)
         except StoreError as exc:
-            _store_failed(policy, name, exc)
+            _observe.store_error(policy, name, None, exc)
             return _ignored(policy, name, f"the pin store cannot be used: {exc}")
         if not removed[0]:
             policy.forget_cached(name)
@@ -718,7 +707,7 @@ def _note(policy: PinPolicy, name: str, value: str, chain_pins: list[Pin], at: f
     try:
         current = policy.store.get(name, now=at)
     except StoreError as exc:
-        _store_failed(policy, name, exc)
+        _observe.store_error(policy, name, None, exc)
         return _ignored(policy, name, f"the pin store cannot be used: {exc}")
     if _same(current, record, ttl):
         # Every response repeats the header: no write unless something changed
@@ -732,7 +721,7 @@ def _note(policy: PinPolicy, name: str, value: str, chain_pins: list[Pin], at: f
             record, max_hosts=max_hosts, max_hosts_per_domain=per_domain, now=at
         )
     except StoreError as exc:
-        _store_failed(policy, name, exc)
+        _observe.store_error(policy, name, None, exc)
         return _ignored(policy, name, f"the pin store cannot be used: {exc}")
     if outcome == OTHER_SOURCE:
         source = stored.source if stored is not None else "?"
@@ -792,3 +781,37 @@ def _pin_state(obj: Any) -> tuple[Any, list[bytes] | None] | None:
             except Exception:  # a property of a closed object may raise
                 pass
     return None
+
+
+
+def note_pinned_response(
+    policy: PinPolicy,
+    headers: HeadersLike,
+    request: Callable[[], tuple[str | None, str]],
+    connections: Iterable[Any],
+) -> str:
+    """The HPKP glue of pinengine's HTTP hooks (internal API: for ``pinengine.hooks``, not applications).
+
+    ``headers`` are the response's. ``request()`` gives the request's host
+    name and URL; ``connections`` the objects the response may have come
+    over (a pinned socket or SSLObject, or something wrapping one). Both are
+    looked at only when needed, ``connections`` in order: the first that
+    carries a ``pin_result`` gives the pins the headers are judged against.
+    Returns ``"hpkp off"`` or ``"ignored: ..."`` without looking further when
+    the policy does not note headers, the response has none, or it did not
+    come over HTTPS; otherwise what ``note_response`` says.
+    """
+    if not policy.hpkp:
+        return "hpkp off"
+    if headers is None or (HEADER not in headers and REPORT_ONLY_HEADER not in headers):
+        return "ignored: no Public-Key-Pins header"
+    hostname, url = request()
+    if urllib.parse.urlsplit(url).scheme != "https" or not hostname:
+        return "ignored: not an https response"
+    state = None
+    for connection in connections:
+        state = _pin_state(connection)
+        if state is not None:
+            break
+    pin_result, pin_chain = state if state is not None else (None, None)
+    return note_response(policy, hostname, headers, pin_result=pin_result, pin_chain=pin_chain, url=url)
