@@ -72,6 +72,8 @@ instrument_if_main(__name__, ("pinengine.hpkp", "urllib.parse"))
 from pinengine import hpkp  # noqa: E402
 from pinengine._pem import load_certificates  # noqa: E402
 from pinengine.hpkp import HEADER, MAX_AGE_CAP, REPORT_ONLY_HEADER, HPKPError, HPKPHeader, note_response  # noqa: E402
+from pinengine.hpkp._fields import first_field  # noqa: E402
+from pinengine.hpkp._report_uri import absolute_report_uri  # noqa: E402
 from pinengine.pins import Pin  # noqa: E402
 from pinengine.policy import PinPolicy, VerificationResult  # noqa: E402
 from pinengine.reporting import CallbackSink, Reporter, ViolationReport  # noqa: E402
@@ -168,7 +170,7 @@ def _absolute(uri: str | None, url: str | None) -> str | None:
 
     Taken from hpkp itself; what it gives is checked on its own in check_note (an absolute http(s) URL).
     """
-    return uri if uri is None else hpkp._absolute_report_uri(uri, url)
+    return uri if uri is None else absolute_report_uri(uri, url)
 
 
 def _expected_pkp(
@@ -227,7 +229,7 @@ def check_note(options: int, body: bytes) -> None:
         store.put(before)
     connection = VerificationResult(HOST, "not-pinned", None)
 
-    first = hpkp._first_field(text)
+    first = first_field(text)
     if not text.startswith(first):
         raise Finding(f"_first_field({show(text)}) = {show(first)} is not a prefix of the value")
     where = f"note_response({show(text)}, options {options:#04x})"

@@ -8,8 +8,9 @@ import datetime as dt
 import hashlib
 import logging
 import time
+import urllib.parse
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 import requests
@@ -641,6 +642,49 @@ def test_httpx_end_to_end(servers: tuple[TLSServer, TLSServer], chain: Chain, ot
     asyncio.run(run())
     with pytest.raises(TypeError):
         hpkp_event_hook(object())  # type: ignore[arg-type]
+
+
+def test_hooks_glue_looks_no_further_than_it_must(chain: Chain) -> None:
+    """note_pinned_response (what the requests adapter and the httpx hook call) stops at the first reason.
+
+    An httpx Response made by hand has no request: the glue must not ask for
+    the request URL, nor walk the connection objects, before it has to.
+    """
+    from pinengine.hpkp import note_pinned_response
+
+    asked: list[str] = []
+
+    def request(url: str) -> Callable[[], tuple[str | None, str]]:
+        def give() -> tuple[str | None, str]:
+            asked.append("request")
+            return urllib.parse.urlsplit(url).hostname, url
+        return give
+
+    def connections(*objects: object) -> Iterator[object]:
+        for obj in objects:
+            asked.append("connection")
+            yield obj
+
+    pkp = {"Public-Key-Pins": hdr(spki(chain.ders[0]), BACKUP)}
+    assert note_pinned_response(new_policy(hpkp=False), pkp, request("https://localhost/"), connections()) == "hpkp off"
+    assert note_pinned_response(new_policy(), {"Server": "x"}, request("https://localhost/"), connections()) == (
+        "ignored: no Public-Key-Pins header"
+    )
+    assert note_pinned_response(new_policy(), None, request("https://localhost/"), connections()) == (
+        "ignored: no Public-Key-Pins header"
+    )
+    assert asked == []
+    assert note_pinned_response(new_policy(), pkp, request("http://localhost/"), connections(None)) == (
+        "ignored: not an https response"
+    )
+    assert asked == ["request"]
+    # over https, without a pinned connection among the objects: never noted
+    asked.clear()
+    policy = new_policy()
+    outcome = note_pinned_response(policy, pkp, request("https://localhost/"), connections(None, object()))
+    assert outcome == "ignored: the connection's pins were not checked (not a pinned TLS connection)"
+    assert asked == ["request", "connection", "connection"]
+    assert policy.store.list() == []
 
 
 def test_requests_through_connect_proxy(servers: tuple[TLSServer, TLSServer], chain: Chain, bundle: str) -> None:

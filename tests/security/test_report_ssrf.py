@@ -8,7 +8,7 @@ receive nothing, not even a connection; the operator's real collector must
 still get every report, with its credentials.
 
 A few tests stand in for the world outside loopback: a patched resolver (DNS),
-a patched ``_address_problem`` that counts 127.0.0.2 as a public address, and
+a patched ``reporting._destinations.address_problem`` that counts 127.0.0.2 as a public address, and
 a patched TLS context for server-chosen URIs that trusts the test root (the
 system trust store). Everything else is real: sockets, TLS, HTTP.
 """
@@ -28,7 +28,7 @@ from pinengine import Pin, PinMismatchError, PinPolicy, metrics, reporting
 from pinengine._observe import VerificationEvent
 from pinengine.hpkp import note_response
 from pinengine.policy import DomainEntry
-from pinengine.reporting import HTTPSink, Reporter, ViolationReport
+from pinengine.reporting import HTTPSink, Reporter, ViolationReport, _destinations
 from pinengine.stores import MemoryStore
 from tests.certs import Chain, cached_chain, make_chain, pem, rotated
 from tests.collector import Collector
@@ -122,12 +122,12 @@ def dns(monkeypatch: pytest.MonkeyPatch) -> FakeDNS:
 @pytest.fixture
 def public_ip(monkeypatch: pytest.MonkeyPatch) -> None:
     """Count PUBLIC_IP (a loopback address) as public; every other address gets the real check."""
-    real = getattr(reporting, "_address_problem", lambda ip: None)
+    real = _destinations.address_problem
 
     def problem(ip: Any) -> str | None:
         return None if str(ip) == PUBLIC_IP else real(ip)  # type: ignore[no-any-return]
 
-    monkeypatch.setattr(reporting, "_address_problem", problem, raising=False)
+    monkeypatch.setattr(_destinations, "address_problem", problem)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import pinengine
 from pinengine import Pin, PinPolicy, metrics, reporting
 from pinengine._observe import VerificationEvent
 from pinengine.policy import DomainEntry
-from pinengine.reporting import HTTPSink, Reporter
+from pinengine.reporting import HTTPSink, Reporter, _destinations
 from tests.certs import Chain, cached_chain, make_chain, pem, rotated
 from tests.collector import Collector, Tarpit
 
@@ -149,10 +149,10 @@ def test_many_server_chosen_tarpits_leave_a_worker_for_the_operators_collector(
             return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.2", int(port)))]
         return real_getaddrinfo(host, port, *args, **kwargs)
 
-    real_problem = getattr(reporting, "_address_problem", lambda ip: None)
+    real_problem = _destinations.address_problem
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    monkeypatch.setattr(reporting, "_address_problem",
-                        lambda ip: None if str(ip) == "127.0.0.2" else real_problem(ip), raising=False)
+    monkeypatch.setattr(_destinations, "address_problem",
+                        lambda ip: None if str(ip) == "127.0.0.2" else real_problem(ip))
     with Tarpit(interval=0.5, host="127.0.0.2") as tarpit:
         sink = HTTPSink([healthy.url], timeout=30.0, retries=0, workers=3, allow_server_report_uris=True,
                         host_limit=1000)

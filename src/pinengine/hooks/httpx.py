@@ -17,9 +17,9 @@ imported here.
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
-from ..hpkp import HEADER, REPORT_ONLY_HEADER, _pin_state, note_response
+from ..hpkp import note_pinned_response
 from ..policy import PinPolicy
 
 __all__ = ["async_hpkp_event_hook", "hpkp_event_hook", "note_httpx_response"]
@@ -34,24 +34,23 @@ def note_httpx_response(policy: PinPolicy, response: Any) -> str:
     the policy does not note headers, the response has none, or it did not
     come over HTTPS.
     """
-    if not policy.hpkp:
-        return "hpkp off"
-    headers = response.headers
-    if HEADER not in headers and REPORT_ONLY_HEADER not in headers:
-        return "ignored: no Public-Key-Pins header"
-    url = response.request.url
-    if url.scheme != "https":
-        return "ignored: not an https response"
-    host = url.raw_host.decode("ascii")
+
+    def request() -> tuple[str | None, str]:
+        url = response.request.url
+        return url.raw_host.decode("ascii"), str(url)
+
+    return note_pinned_response(policy, response.headers, request, _connections(response))
+
+
+def _connections(response: Any) -> Iterator[Any]:
+    """What the response came over, best first (looked at lazily)."""
     stream = response.extensions.get("network_stream")
-    state = None
     if stream is not None:
         # anyio / TLS-in-TLS give the PinnedSSLObject itself; httpcore's sync
         # stream gives the SSLSocket's inner _ssl object, whose .owner is the
         # PinnedSSLSocket; "socket" is tried last.
-        state = _pin_state(stream.get_extra_info("ssl_object")) or _pin_state(stream.get_extra_info("socket"))
-    pin_result, pin_chain = state if state is not None else (None, None)
-    return note_response(policy, host, headers, pin_result=pin_result, pin_chain=pin_chain, url=str(url))
+        yield stream.get_extra_info("ssl_object")
+        yield stream.get_extra_info("socket")
 
 
 def _safe_note(policy: PinPolicy, response: Any) -> None:

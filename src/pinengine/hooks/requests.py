@@ -12,8 +12,10 @@ pin failure raises ``requests.exceptions.SSLError`` whose ``__cause__`` is the
 
 from __future__ import annotations
 
+import logging
 import os
-from typing import Any
+import urllib.parse
+from typing import Any, Iterator
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -22,6 +24,8 @@ from ..policy import PinPolicy
 from ._contexts import ContextCache, default_ca_bundle, find_pin_error
 
 __all__ = ["PinnedAdapter", "pinned_session"]
+
+log = logging.getLogger("pinengine")
 
 
 class PinnedAdapter(HTTPAdapter):
@@ -96,33 +100,28 @@ class PinnedAdapter(HTTPAdapter):
         ``pinengine.hpkp.note_response``. Nothing here can fail the response.
         """
         response = super().build_response(req, resp)
-        headers = getattr(resp, "headers", None)
-        if not self.policy.hpkp or headers is None:
+        if not self.policy.hpkp:
             return response
-        from ..hpkp import HEADER, REPORT_ONLY_HEADER, _pin_state, note_response
+        from ..hpkp import note_pinned_response  # imported when HPKP is used
 
-        if HEADER not in headers and REPORT_ONLY_HEADER not in headers:
-            return response
         try:
-            import urllib.parse
-
             url = req.url or ""
-            parts = urllib.parse.urlsplit(url)
-            if parts.scheme == "https" and parts.hostname:
-                # urllib3 2.x: the response holds its connection until the body
-                # is read (requests asks for preload_content=False); conn.sock
-                # is the pinned socket (an SSLTransport through an HTTPS proxy).
-                conn = getattr(resp, "_connection", None) or getattr(resp, "connection", None)
-                state = _pin_state(getattr(conn, "sock", None))
-                pin_result, pin_chain = state if state is not None else (None, None)
-                note_response(
-                    self.policy, parts.hostname, headers, pin_result=pin_result, pin_chain=pin_chain, url=url
-                )
+            note_pinned_response(
+                self.policy, getattr(resp, "headers", None), lambda: (urllib.parse.urlsplit(url).hostname, url),
+                _connections(resp),
+            )
         except Exception:  # noting is best effort: never break the response
-            import logging
-
-            logging.getLogger("pinengine").exception("HPKP: could not process the headers of %s", req.url)
+            log.exception("HPKP: could not process the headers of %s", req.url)
         return response
+
+
+def _connections(resp: Any) -> Iterator[Any]:
+    """The pinned socket a urllib3 response came over (looked at lazily)."""
+    # urllib3 2.x: the response holds its connection until the body is read
+    # (requests asks for preload_content=False); conn.sock is the pinned
+    # socket (an SSLTransport through an HTTPS proxy).
+    conn = getattr(resp, "_connection", None) or getattr(resp, "connection", None)
+    yield getattr(conn, "sock", None)
 
 
 class _PinnedSession(requests.Session):
