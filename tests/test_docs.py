@@ -203,7 +203,19 @@ def test_the_quick_start_per_client_reaches_the_server(sandbox: Path, capsys: py
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_relative_links_lead_somewhere(page: str) -> None:
+def test_links_between_pages_lead_somewhere(page: str) -> None:
+    """Links from one page to another (README.md, docs/*.md) name a page that exists, and a heading it has.
+
+    (The copies of the tree that CI tests wheels in hold README.md, docs/ and tests/, not ext/ or benchmarks/:
+    links there are not checked.)
+    """
     text = (ROOT / page).read_text()
-    for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
-        assert (ROOT / page).parent.joinpath(target).exists(), f"{page}: the link {target!r} leads nowhere"
+    for target, anchor in re.findall(r"\]\(([^)#:]*\.md|)(?:#([^)]*))?\)", text):
+        path = ((ROOT / page).parent / target).resolve() if target else ROOT / page
+        name = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+        if path.parent != ROOT / "docs" and path != ROOT / "README.md":
+            continue
+        assert name in PAGES, f"{page}: the link {target!r} leads to no page"
+        if anchor:
+            slugs = {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in _headings(name)}
+            assert anchor in slugs, f"{page}: the link {target}#{anchor} names no heading of {name}"
