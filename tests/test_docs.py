@@ -219,3 +219,29 @@ def test_links_between_pages_lead_somewhere(page: str) -> None:
         if anchor:
             slugs = {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in _headings(name)}
             assert anchor in slugs, f"{page}: the link {target}#{anchor} names no heading of {name}"
+
+
+def test_the_httpsink_signature_is_the_real_one() -> None:
+    import inspect
+
+    from pinengine.reporting import HTTPSink
+
+    text = " ".join((ROOT / "docs" / "reporting.md").read_text().split())
+    documented = re.search(r"`HTTPSink\((.*?)\)`", text)
+    assert documented, "docs/reporting.md does not show HTTPSink's signature"
+    names = [p.strip().split("=")[0] for p in documented.group(1).split(",") if p.strip() not in ("*", "")]
+    assert names == list(inspect.signature(HTTPSink).parameters), documented.group(1)
+    for parameter in inspect.signature(HTTPSink).parameters.values():
+        if parameter.default is not inspect.Parameter.empty and isinstance(parameter.default, (int, float, bool)):
+            shown = re.search(rf"\b{parameter.name}=([\w.]+)", documented.group(1))
+            assert shown and eval(shown.group(1)) == parameter.default, parameter.name
+
+
+def test_the_command_synopsis_names_every_command() -> None:
+    from pinengine.cli import _parser
+
+    synopsis = re.search(r"```\n(pinengine --version.*?)```", (ROOT / "docs" / "cli.md").read_text(), re.DOTALL)
+    assert synopsis, "docs/cli.md has no command synopsis"
+    commands = next(a for a in _parser()._actions if a.choices and isinstance(a.choices, dict)).choices
+    for command in commands:
+        assert f"pinengine {command} " in synopsis.group(1), f"the synopsis lacks `pinengine {command}`"
