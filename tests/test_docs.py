@@ -245,3 +245,11 @@ def test_the_command_synopsis_names_every_command() -> None:
     commands = next(a for a in _parser()._actions if a.choices and isinstance(a.choices, dict)).choices
     for command in commands:
         assert f"pinengine {command} " in synopsis.group(1), f"the synopsis lacks `pinengine {command}`"
+
+
+def test_the_security_model_cites_every_attack_module() -> None:
+    text = (ROOT / "docs" / "security.md").read_text()
+    cited = set(re.findall(r"`(test_\w+)`", text))
+    modules = {p.stem for p in (ROOT / "tests" / "security").glob("test_*.py")}
+    assert cited - modules == set(), f"docs/security.md cites modules that do not exist: {cited - modules}"
+    assert modules - cited == set(), f"docs/security.md does not say what these attack modules test: {modules - cited}"
