@@ -253,3 +253,15 @@ def test_the_security_model_cites_every_attack_module() -> None:
     modules = {p.stem for p in (ROOT / "tests" / "security").glob("test_*.py")}
     assert cited - modules == set(), f"docs/security.md cites modules that do not exist: {cited - modules}"
     assert modules - cited == set(), f"docs/security.md does not say what these attack modules test: {modules - cited}"
+
+
+def test_the_layout_names_every_module() -> None:
+    text = (ROOT / "README.md").read_text()
+    layout = re.search(r"^## Layout\n+```\n(.*?)^```", text, re.DOTALL | re.MULTILINE)
+    assert layout, "README.md has no fenced block under '## Layout'"
+    source = ROOT / "src" / "pinengine"
+    for path in sorted(source.rglob("*")):
+        if path.suffix in (".py", ".pyx", ".pyi") and path.name != "__init__.py":
+            assert re.search(rf"(^|[\s,]){re.escape(path.name)}\b", layout.group(1)), (
+                f"the README's layout does not say what {path.relative_to(source)} is for"
+            )
