@@ -69,7 +69,7 @@ def main() -> None:
     pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, inter, root))
     (HERE / "chain.pem").write_bytes(pem)
     (HERE / "root.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
-    (HERE / "policy.toml").write_text(f'''# Example pin policy: see the README for the schema.
+    (HERE / "policy.toml").write_text(f'''# Example pin policy: see docs/policy-files.md for the schema.
 
 [[domains]]
 host = "**.example.com"           # example.com and every name below it

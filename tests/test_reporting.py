@@ -556,19 +556,18 @@ def test_report_only_through_grpc_channels(
         _assert_reported_per_connection(sink, collector, reports_log, expected, established)
 
 
-# -- the README -----------------------------------------------------------------------------
+# -- the docs ------------------------------------------------------------------------------
 
 
-def test_readme_rollout_example_runs(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_docs_rollout_example_runs(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    text = (root / "README.md").read_text()
-    block = re.search(r"## Rolling pinning out safely.*?```python\n(.*?)```", text, re.DOTALL)
-    if block is None:
-        pytest.skip("README has no 'Rolling pinning out safely' section yet")
+    text = (root / "docs" / "reporting.md").read_text()
+    block = re.search(r"# Rolling pinning out safely.*?```python\n(.*?)```", text, re.DOTALL)
+    assert block, "docs/reporting.md has no python example under 'Rolling pinning out safely'"
     monkeypatch.chdir(root)
-    exec(compile(block.group(1), "README.md", "exec"), {})
+    exec(compile(block.group(1), "docs/reporting.md", "exec"), {})
     assert capsys.readouterr().out.splitlines() == [
         "report-only",
         'www.example.com pin-sha256="AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="',

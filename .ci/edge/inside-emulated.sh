@@ -6,7 +6,7 @@
 # CLI's pins/verify, and the footprint figures.
 #
 #   /edge/pinengine-*.tar.gz   the sdist built on the host
-#   /edge/run/                 tests, examples, fuzz, README.md, .ci, benchmarks (copies)
+#   /edge/run/                 tests, examples, docs, fuzz, README.md, .ci, benchmarks (copies)
 #   /edge/out/                 results: the wheel, auditwheel.txt, tests.txt, footprint.json
 #
 # EDGE_TEST_DEPS=pypi: pytest, cryptography, trustme, certifi all come from

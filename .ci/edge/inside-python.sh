@@ -6,7 +6,7 @@
 # that system.
 #
 #   /edge/pinengine-*.tar.gz   the sdist built on the host
-#   /edge/run/                 tests, examples, fuzz, README.md, .ci, benchmarks (copies)
+#   /edge/run/                 tests, examples, docs, fuzz, README.md, .ci, benchmarks (copies)
 #   $OUT/                 tests.txt, pip logs
 set -euo pipefail
 cd /edge

@@ -129,10 +129,10 @@ edge_binfmt() {
 }
 
 # copy_sources DEST: the files of the repository that the tests read (no
-# build output, no .so): tests, examples, fuzz, README.md, .ci, benchmarks.
+# build output, no .so): tests, examples, docs, fuzz, README.md, .ci, benchmarks.
 edge_copy_tests() {
     local dest=$1
     mkdir -p "$dest"
-    cp -r tests examples fuzz README.md .ci benchmarks "$dest/"
+    cp -r tests examples docs fuzz README.md .ci benchmarks "$dest/"
     find "$dest" -name __pycache__ -prune -exec rm -rf {} +
 }

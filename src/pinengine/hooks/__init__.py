@@ -1,1 +1,1 @@
-"""Hooks that put pin checks into the clients people use: ssl, requests, urllib3, gRPC."""
+"""Hooks that put pin checks into the clients people use: ssl (and so http.client, urllib, asyncio, aiohttp), requests, urllib3, httpx, gRPC."""

@@ -1,7 +1,9 @@
 """The relay: local endpoints in, pinned TLS out, one thread, no thread per connection.
 
-``TLSRelay`` listens on unix domain sockets in a fresh 0700 directory
-(loopback TCP where unix sockets are unavailable): one endpoint, whose
+``TLSRelay`` listens on local endpoints: on Linux abstract unix sockets that
+take connections from this process only (SO_PEERCRED), elsewhere unix domain
+sockets in a fresh 0700 directory (loopback TCP where unix sockets are
+unavailable; refused when the context holds a client key pair): one endpoint, whose
 connections try the upstream's addresses in order, or one endpoint per
 address (``spread=True``), so that a client's own load balancing sees every
 address. For each local connection it accepts, it resolves again when the
