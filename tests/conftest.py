@@ -39,6 +39,19 @@ def core(backend: str) -> ModuleType:
     return _module(backend)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def reports_stay_in_the_process() -> Iterator[None]:
+    """Policies without a reporter POST to their entries' report_uri by default;
+    the suite's policies name collectors that do not exist, so the default
+    here only logs. Tests of the default itself set it back (None) and use a
+    local collector."""
+    from pinengine.reporting import LoggingSink, Reporter, set_default_reporter
+
+    previous = set_default_reporter(Reporter(LoggingSink(dedupe_interval=0, host_limit=None)))
+    yield
+    set_default_reporter(previous)
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A redis-server of this test session's own on 127.0.0.1 (installed by .ci/programs)."""

@@ -14,6 +14,7 @@ import re
 import ssl
 import threading
 import time
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -230,43 +231,98 @@ def test_a_broken_sink_does_not_break_verification_or_the_other_sinks(
     assert "sink" in reports_log.text and "sink is down" in reports_log.text
 
 
-def test_logging_sink_one_structured_record_per_violation(
+def test_logging_sink_one_structured_record_per_distinct_violation(
     chain: Chain, other: Chain, reports_log: pytest.LogCaptureFixture
 ) -> None:
-    policy = policy_for(other, reporter=Reporter(LoggingSink()))
-    for _ in range(3):
+    now = [1000.0]
+    policy = policy_for(other, reporter=Reporter(LoggingSink(clock=lambda: now[0])))
+    for _ in range(3):  # one handshake after another, the same violation
         policy.verify(HOST, chain.ders, port=443)
     records = pin_records(reports_log)
-    assert len(records) == 3
-    assert all(r.levelno == logging.WARNING for r in records)
+    assert len(records) == 1
+    assert records[0].levelno == logging.WARNING
     assert records[0].pin_report["hostname"] == HOST  # type: ignore[attr-defined]
     message = records[0].getMessage()
     assert "\n" not in message
     assert f"pin violation for {HOST}:443 (allowed, report-only)" in message
     assert pin(chain.ders[0]) in message and pin(other.ders[0]) in message
+    assert "validated chain: " in message  # the chain shown is the one checked (no served chain known)
+    now[0] += 61  # past the de-duplication interval: logged again, saying what was left out
+    policy.verify(HOST, chain.ders, port=443)
+    records = pin_records(reports_log)
+    assert len(records) == 2
+    assert records[1].pin_reports_suppressed == 2  # type: ignore[attr-defined]
+    assert f"(2 more for {HOST} not logged since the last record)" in records[1].getMessage()
 
 
-def test_default_reporter_logs_only(
+def test_logging_sink_rate_limits_a_host_that_makes_a_new_chain_each_time(
+    other: Chain, reports_log: pytest.LogCaptureFixture
+) -> None:
+    # A MITM box minting a leaf per connection: every report differs, the
+    # per-host limit still bounds the log.
+    from tests.certs import make_chain
+
+    chains = [make_chain("p256", HOST) for _ in range(4)]
+    policy = policy_for(other, reporter=Reporter(LoggingSink(host_limit=2, clock=lambda: 5.0)))
+    for c in chains:
+        policy.verify(HOST, c.ders)
+    assert len(pin_records(reports_log)) == 2
+    every = policy_for(other, reporter=Reporter(LoggingSink(dedupe_interval=0, host_limit=None)))
+    for c in chains:
+        every.verify(HOST, c.ders)
+    assert len(pin_records(reports_log)) == 2 + 4
+
+
+def test_no_log_output_unless_the_application_asks() -> None:
+    # A report-only violation in a program that configured no logging: the
+    # package's NullHandler keeps Python's last-resort handler quiet.
+    import subprocess
+    import sys
+
+    code = (
+        "from pinengine import PinPolicy; from pinengine.reporting import Reporter, LoggingSink\n"
+        "from tests.certs import make_chain\n"
+        "a, b = make_chain(), make_chain()\n"
+        "from pinengine import Pin\n"
+        "p = PinPolicy.from_mapping({'domains': [{'host': 'example.com', 'mode': 'report-only',"
+        " 'pins': [str(Pin.from_certificate(b.ders[0])), str(Pin.from_certificate(b.ders[1]))]}]},"
+        " reporter=Reporter(LoggingSink()))\n"
+        "print(p.verify('example.com', a.ders).status)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=str(Path(__file__).resolve().parent.parent))
+    assert done.stdout == "report-only\n", done.stderr
+    assert done.stderr == ""
+
+
+def test_default_reporter_logs_and_posts_to_the_policys_report_uri(
     chain: Chain, other: Chain, collector: Collector, reports_log: pytest.LogCaptureFixture
 ) -> None:
+    # Following the rollout steps (report_uri in the policy, nothing in code)
+    # gets reports to the collector, as TrustKit does (issue 15, item 9).
     policy = policy_for(other, report_uri=collector.url)  # no reporter: the default one
     assert policy.reporter is None
-    assert [type(s) for s in default_reporter().sinks] == [LoggingSink]
-    policy.verify(HOST, chain.ders)
-    assert len(pin_records(reports_log)) == 1
-    assert collector.posts == 0  # nothing left the process
-
-    sink = HTTPSink()
-    previous = set_default_reporter(Reporter(LoggingSink(), sink))
+    previous = set_default_reporter(None)  # the suite's conftest keeps reports in the process
     try:
+        reporter = default_reporter()
+        assert [type(s) for s in reporter.sinks] == [LoggingSink, HTTPSink]
         policy.verify(HOST, chain.ders)
-        assert sink.flush(10)
+        assert reporter.flush(10)
+        assert collector.posts == 1
+        assert len(pin_records(reports_log)) == 1
+        # The switch to keep reports in the process.
+        set_default_reporter(Reporter(LoggingSink()))
+        policy.verify(HOST, make_chain_other_leaf(chain).ders)
+        assert collector.posts == 1
     finally:
         set_default_reporter(previous)
-        sink.close()
-    assert collector.posts == 1
-    assert len(pin_records(reports_log)) == 2
-    assert default_reporter() is previous or previous is None
+        reporter.close()
+
+
+def make_chain_other_leaf(chain: Chain) -> Chain:
+    from tests.certs import rotated
+
+    return rotated(chain, HOST)
 
 
 # -- end to end: a real HTTPS server and a real collector -----------------------------------
@@ -277,7 +333,8 @@ def test_collector_receives_exactly_the_expected_json_deduplicated_and_rate_limi
     reports_log: pytest.LogCaptureFixture,
 ) -> None:
     sink = HTTPSink(host_limit=2)
-    policy = policy_for(other, report_uri=collector.url, reporter=Reporter(LoggingSink(), sink))
+    every = LoggingSink(dedupe_interval=0, host_limit=None)  # log every violation, to count them below
+    policy = policy_for(other, report_uri=collector.url, reporter=Reporter(every, sink))
     ctx = create_pinned_context(policy, cafile=server.cafile)
     try:
         for _ in range(3):  # the same chain three times: one report
@@ -344,7 +401,7 @@ def test_a_hanging_collector_does_not_delay_handshakes_or_lose_violations(
     with Collector(hang=8.0) as slow:
         # No de-duplication: every violation is a report, so the queue (2) fills behind the hung POST.
         sink = HTTPSink(timeout=10.0, queue_size=2, dedupe_interval=0, host_limit=10**6)
-        policy = policy_for(other, report_uri=slow.url, reporter=Reporter(LoggingSink(), sink))
+        policy = policy_for(other, report_uri=slow.url, reporter=Reporter(LoggingSink(dedupe_interval=0, host_limit=None), sink))
         ctx = create_pinned_context(policy, cafile=server.cafile)
         before = len(pin_records(reports_log))
         times = [fetch(ctx, server.port)]
@@ -372,7 +429,7 @@ def test_a_refusing_collector_does_not_delay_handshakes_or_lose_violations(
     _timed_handshakes(baseline_ctx, server.port, 2)
     baseline = _timed_handshakes(baseline_ctx, server.port, 6)
     sink = HTTPSink(retries=2, backoff=0.01, timeout=2.0)
-    policy = policy_for(other, report_uri=Collector.refusing(), reporter=Reporter(LoggingSink(), sink))
+    policy = policy_for(other, report_uri=Collector.refusing(), reporter=Reporter(LoggingSink(dedupe_interval=0, host_limit=None), sink))
     ctx = create_pinned_context(policy, cafile=server.cafile)
     before = len(pin_records(reports_log))
     times = _timed_handshakes(ctx, server.port, 6)
@@ -486,7 +543,7 @@ def test_reports_from_many_threads_are_each_counted_once(other: Chain, collector
 
 def _report_only_setup(other: Chain, collector: Collector) -> tuple[PinPolicy, HTTPSink]:
     sink = HTTPSink()
-    return policy_for(other, report_uri=collector.url, reporter=Reporter(LoggingSink(), sink)), sink
+    return policy_for(other, report_uri=collector.url, reporter=Reporter(LoggingSink(dedupe_interval=0, host_limit=None), sink)), sink
 
 
 def _assert_reported_per_connection(

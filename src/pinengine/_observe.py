@@ -45,6 +45,12 @@ class VerificationEvent:
     error: BaseException | None = None
 
 
+# A library installs no handler of its own, but this one keeps Python's
+# last-resort handler from printing pinengine's warnings to stderr when the
+# application configured no logging: records still propagate to whatever
+# handlers the application adds.
+logging.getLogger("pinengine").addHandler(logging.NullHandler())
+
 _record = METRICS.record
 _VIOLATIONS = frozenset(("mismatch", "report-only"))
 

@@ -411,11 +411,16 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _load_verify_policy(args: argparse.Namespace, host: str) -> PinPolicy:
+    from .reporting import Reporter
+
+    # The command prints the violation itself, once: no log record, and no
+    # report POSTed to the policy's collectors by a manual check.
+    quiet = Reporter()
     if args.policy:
-        return PinPolicy.from_file(args.policy)
+        return PinPolicy.from_file(args.policy, reporter=quiet)
     # Each --pin is one pin or a curl pin list (sha256//A;sha256//B).
     pins = [pin for text in args.pin for pin in Pin.parse_list(text)]
-    return PinPolicy([DomainEntry(host, tuple(pins), require_backup_pin=False)])
+    return PinPolicy([DomainEntry(host, tuple(pins), require_backup_pin=False)], reporter=quiet)
 
 
 class _VerifyOutput:

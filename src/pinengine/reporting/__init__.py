@@ -4,8 +4,9 @@ A ``Reporter`` turns each violation a policy sees (a ``mismatch`` refused in
 enforce mode, or a ``report-only`` violation let through) into a
 ``ViolationReport`` and hands it to its sinks:
 
-- ``LoggingSink``: one structured log record per violation (logger
-  ``pinengine.reports``, the report as ``record.pin_report``);
+- ``LoggingSink``: one structured log record per distinct violation (logger
+  ``pinengine.reports``, the report as ``record.pin_report``), de-duplicated
+  and rate-limited per host, with a count of what was left out;
 - ``CallbackSink``: calls your function with the report, in the thread that
   verified (keep it quick);
 - ``HTTPSink``: POSTs the JSON to the entry's ``report_uri`` (and to any
@@ -20,10 +21,11 @@ enforce mode, or a ``report-only`` violation let through) into a
 
 Which reporter a policy uses: ``PinPolicy(..., reporter=...)`` (also a
 keyword of ``from_file`` / ``from_mapping``). A policy without one uses the
-default reporter, which only logs (``LoggingSink``): nothing leaves the
-process unless you ask for it. To POST to the entries' ``report_uri`` too,
-pass ``reporter=Reporter.default()`` (logging + HTTP), or make that the
-process-wide default with ``set_default_reporter(Reporter.default())``.
+default reporter, ``Reporter.default()``: it logs, and POSTs each report to
+the ``report_uri`` the operator wrote in the entry (as TrustKit does), so
+following the rollout steps gets reports to the collector. To keep reports in
+the process: ``set_default_reporter(Reporter(LoggingSink()))``, or give the
+policy ``reporter=Reporter(LoggingSink())``.
 
 The package, by role: ``_report`` (the report and its JSON), ``_sinks``
 (logging, callback), ``_http_sink`` (the HTTP sink) with ``_destinations``

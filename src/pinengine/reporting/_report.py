@@ -166,14 +166,17 @@ class ViolationReport:
         return h.digest()
 
     def summary(self) -> str:
-        """One line for logs: host, port, what happened, the entry and the served chain's pins."""
+        """One line for logs: host, port, what happened, the entry and the pins of the chain seen."""
         where = self.hostname if self.port is None else f"{self.hostname}:{self.port}"
         action = "refused" if self.status == "mismatch" else "allowed, report-only"
         entry = f"entry {self.entry!r}" if self.entry is not None else "no entry (blocked key)"
         chain = ", ".join(_chain_pin(d) for d in self.served_chain) or "(none)"
         known = ", ".join(str(p) for p in self.known_pins) or "(none)"
         blocked = f"; blocked keys: {', '.join(str(p) for p in self.blocked_pins)}" if self.blocked_pins else ""
+        # Name the chain shown: the one the peer served, unless it is also
+        # the one that was validated and checked (or the served one is unknown).
+        label = "validated chain" if tuple(self.served_chain) == tuple(self.validated_chain) else "served chain"
         return (
             f"pin violation for {where} ({action}): {entry}, {self.reason}{blocked}; "
-            f"served chain: {chain}; known pins: {known}"
+            f"{label}: {chain}; known pins: {known}"
         )

@@ -77,19 +77,27 @@ _default_lock = threading.Lock()
 
 
 def default_reporter() -> Reporter:
-    """The reporter of policies that have none: ``Reporter(LoggingSink())`` unless replaced."""
+    """The reporter of policies that have none: ``Reporter.default()`` unless replaced.
+
+    That is a log record per distinct violation, and a POST of each report to
+    the ``report_uri`` the operator wrote in the policy entry (as TrustKit
+    does), through an ``HTTPSink`` with its queue, limits and deadlines.
+    Server-chosen URIs (HPKP ``report-uri``) are not used. To keep reports in
+    the process: ``set_default_reporter(Reporter(LoggingSink()))``, or give
+    the policy its own ``reporter``.
+    """
     global _default
     reporter = _default
     if reporter is None:
         with _default_lock:
             if _default is None:
-                _default = Reporter(LoggingSink())
+                _default = Reporter.default()
             reporter = _default
     return reporter
 
 
 def set_default_reporter(reporter: Reporter | None) -> Reporter | None:
-    """Make ``reporter`` the default for policies without one (None: back to logging only).
+    """Make ``reporter`` the default for policies without one (None: back to ``Reporter.default()``).
 
     Returns the previous default (None if it was never set).
     """

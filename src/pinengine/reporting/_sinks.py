@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sys
+import threading
+import time
+from collections import OrderedDict
 from typing import Any, Callable, Protocol
 
+from ._admission import Admission
 from ._report import ViolationReport
 
 __all__ = ["CallbackSink", "LoggingSink", "Sink"]
@@ -17,21 +22,61 @@ class Sink(Protocol):
 
 
 class LoggingSink:
-    """One log record per violation on ``logger`` (default ``pinengine.reports``).
+    """One log record per distinct violation on ``logger`` (default ``pinengine.reports``).
 
     The message is a one-line summary (host, port, status, entry, served
     chain pins, known pins); the whole report, as ``ViolationReport.to_dict()``,
     is attached to the record as ``record.pin_report`` for structured log
     handlers (JSON formatters pick up extra attributes).
+
+    A gateway sees the same violation on every handshake, so records are
+    de-duplicated and rate-limited as the HTTP sink's reports are: a report
+    like one logged within ``dedupe_interval`` seconds (same host, entry,
+    status and chains) is not logged again, and at most ``host_limit``
+    records per host per ``host_window`` seconds are. The next record logged
+    for that host says how many were left out (``record.pin_reports_suppressed``).
+    ``dedupe_interval=0`` and ``host_limit=None`` log every violation.
     """
 
-    def __init__(self, logger: logging.Logger | str = "pinengine.reports", level: int = logging.WARNING) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger | str = "pinengine.reports",
+        level: int = logging.WARNING,
+        *,
+        dedupe_interval: float = 60.0,
+        host_limit: int | None = 10,
+        host_window: float = 60.0,
+        max_tracked: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
         self.level = level
+        self.max_tracked = max_tracked
+        self._admission = Admission(
+            clock=clock, dedupe_interval=dedupe_interval,
+            host_limit=host_limit if host_limit is not None else sys.maxsize, host_window=host_window,
+            server_uri_limit=0, server_uri_window=1.0, max_tracked=max_tracked,
+        )
+        self._lock = threading.Lock()
+        self._left_out: OrderedDict[str, int] = OrderedDict()
 
     def send(self, report: ViolationReport) -> None:
-        if self.logger.isEnabledFor(self.level):
-            self.logger.log(self.level, "%s", report.summary(), extra={"pin_report": report.to_dict()})
+        if not self.logger.isEnabledFor(self.level):
+            return
+        host = report.hostname
+        if not self._admission.admit(report):
+            with self._lock:
+                self._left_out[host] = self._left_out.pop(host, 0) + 1
+                while len(self._left_out) > self.max_tracked:
+                    self._left_out.popitem(last=False)
+            return
+        with self._lock:
+            left_out = self._left_out.pop(host, 0)
+        message = report.summary()
+        if left_out:
+            message += f" ({left_out} more for {host} not logged since the last record)"
+        self.logger.log(self.level, "%s", message,
+                        extra={"pin_report": report.to_dict(), "pin_reports_suppressed": left_out})
 
 
 class CallbackSink:
