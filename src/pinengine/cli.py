@@ -20,10 +20,10 @@ from typing import Any, Sequence, TextIO
 
 from . import __version__, _backend
 from ._errors import CertificateParseError, PinFormatError, PinMismatchError, PolicyError
-from ._hostnames import entry_spellings, to_unicode
+from ._hostnames import entry_spellings, normalize_hostname, to_unicode
 from ._pem import load_certificates
 from .pins import SPKI, Pin
-from .policy import REPORT_ONLY, DomainEntry, PinPolicy, normalize_hostname
+from .policy import REPORT_ONLY, DomainEntry, PinPolicy
 
 EXIT_OK = 0
 EXIT_FAILED = 1
