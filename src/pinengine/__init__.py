@@ -5,15 +5,20 @@ from __future__ import annotations
 from . import _backend
 from ._errors import (
     CertificateParseError,
+    HostnameError,
+    HPKPError,
+    InsecurePinWarning,
+    NoRecordError,
     PinengineError,
     PinFormatError,
     PinMismatchError,
     PolicyError,
+    StoreError,
 )
 from ._pem import load_certificates
 from ._types import CertificateInfo
 from .metrics import stats
-from .pins import InsecurePinWarning, Pin
+from .pins import Pin
 from .policy import DomainEntry, PinMatch, PinPolicy, VerificationResult
 
 __version__ = "0.1.0"
@@ -52,10 +57,14 @@ __all__ = [
     "VerificationResult",
     "__version__",
     "CertificateParseError",
+    "HPKPError",
+    "HostnameError",
+    "NoRecordError",
     "PinFormatError",
     "PinMismatchError",
     "PinengineError",
     "PolicyError",
+    "StoreError",
     "backend",
     "cert_sha256",
     "load_certificates",

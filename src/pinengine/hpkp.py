@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence, Union
 
 from . import _backend, _observe
-from ._errors import CertificateParseError, PinengineError
+from ._errors import CertificateParseError, HPKPError
 from .metrics import count_event
 from .pins import Pin
 from .policy import REPORT_ONLY, DomainEntry, PinPolicy, _ip_literal, _LogThrottle, normalize_hostname
@@ -117,14 +117,6 @@ _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHI
 _OWS = " \t"
 _PIN_DIRECTIVE = "pin-sha256"
 _SHA256_B64_LEN = 44
-
-
-class HPKPError(PinengineError, ValueError):
-    """A Public-Key-Pins header is malformed: the message quotes the header and names the problem.
-
-    RFC 7469 says a malformed header is ignored as a whole; ``note_response``
-    does that (and logs this message).
-    """
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Union
 
 from . import _backend
-from ._errors import CertificateParseError, PinFormatError
+from ._errors import CertificateParseError, InsecurePinWarning, PinFormatError
 from ._pem import read_blocks
 from ._types import ALGORITHMS, DIGEST_SIZES, KIND_CERT, KIND_SPKI
 
@@ -31,10 +31,6 @@ _HEADER_FORM = re.compile(r'^pin-(sha1|sha256|sha384|sha512)\s*=\s*(.*)$', re.DO
 _HEX_FORM = re.compile(r"^[0-9A-Fa-f]{2}(?::?[0-9A-Fa-f]{2})*$")
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-class InsecurePinWarning(UserWarning):
-    """A SHA-1 pin was accepted because the caller explicitly allowed it."""
 
 
 def _sha1_gate(text: str, allow_sha1: bool) -> None:
