@@ -37,7 +37,7 @@ from typing import Any
 
 from common import Finding, cores, instrument_if_main, quiet, run
 
-instrument_if_main(__name__, ("pinengine.policy", "tomllib"))
+instrument_if_main(__name__, ("pinengine._entries", "pinengine._schema", "pinengine.policy", "tomllib"))
 
 from pinengine import _backend, policy  # noqa: E402
 from pinengine._errors import CertificateParseError, PinMismatchError, PolicyError  # noqa: E402

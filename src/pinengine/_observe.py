@@ -71,7 +71,7 @@ def _report(event: VerificationEvent) -> None:
         logging.getLogger("pinengine").exception("pin violation reporter failed")
 
 
-def store_error(policy: PinPolicy, hostname: str, entry: DomainEntry | None, error: BaseException) -> None:
+def store_error(policy: object, hostname: str, entry: DomainEntry | None, error: BaseException) -> None:
     """A dynamic-pin store could not be used for ``hostname``: log and count it (never raises)."""
     try:
         logging.getLogger("pinengine").error("pin store error for %s: %s", hostname, error)
