@@ -1,4 +1,4 @@
-"""The core API of ext/CORE_SPEC.md, on both backends (the autouse `backend` fixture).
+"""The core API of ext/CORE_SPEC.md, on both backends (marked ``both_cores``, see tests/conftest.py).
 
 Real certificates come from `cryptography` (generated chains) and certifi;
 malformed and unusual ones are made here by re-encoding real ones with the
@@ -22,6 +22,9 @@ from cryptography.hazmat.primitives import serialization
 from pinengine import _types
 from pinengine._errors import CertificateParseError
 from tests.certs import KEY_TYPES, cached_chain, certifi_ders, not_valid_after, not_valid_before, spki_der
+
+# Core and policy behaviour: every test here runs on both cores (tests/conftest.py).
+pytestmark = pytest.mark.both_cores
 
 UTC = dt.timezone.utc
 

@@ -12,6 +12,9 @@ from cryptography.hazmat.primitives import serialization
 from pinengine import CertificateParseError, InsecurePinWarning, Pin, PinFormatError
 from tests.certs import cached_chain, certifi_ders, spki_der
 
+# Core and policy behaviour: every test here runs on both cores (tests/conftest.py).
+pytestmark = pytest.mark.both_cores
+
 DIGEST = hashlib.sha256(b"pinengine").digest()
 B64 = base64.b64encode(DIGEST).decode()
 

@@ -21,6 +21,9 @@ from pinengine import (
 from pinengine.policy import normalize_hostname
 from tests.certs import Chain, cached_chain, make_chain
 
+# Core and policy behaviour: every test here runs on both cores (tests/conftest.py).
+pytestmark = pytest.mark.both_cores
+
 UTC = dt.timezone.utc
 
 

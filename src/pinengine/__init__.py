@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from . import _backend
+from ._backend import cert_sha256 as _cert_sha256
+from ._backend import parse_certificate as _parse_certificate
+from ._backend import spki_sha256 as _spki_sha256
 from ._errors import (
     CertificateParseError,
     HostnameError,
@@ -34,17 +37,17 @@ def spki_sha256(der: bytes) -> bytes:
 
     Raises CertificateParseError when ``der`` is not a well-formed certificate.
     """
-    return _backend.core.spki_sha256(der)  # type: ignore[no-any-return]
+    return _spki_sha256(der)
 
 
 def cert_sha256(der: bytes) -> bytes:
     """SHA-256 of the whole DER certificate (which must be well-formed)."""
-    return _backend.core.cert_sha256(der)  # type: ignore[no-any-return]
+    return _cert_sha256(der)
 
 
 def parse_certificate(der: bytes) -> CertificateInfo:
     """Read subject, issuer, validity and SPKI out of a DER certificate."""
-    return _backend.core.parse_certificate(der)  # type: ignore[no-any-return]
+    return _parse_certificate(der)
 
 
 __all__ = [

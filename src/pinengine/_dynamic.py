@@ -14,7 +14,8 @@ import time
 from collections import OrderedDict
 from typing import Any, Generic, Sequence, TypeVar
 
-from . import _backend, _hostnames, _observe
+from . import _hostnames, _observe
+from ._backend import PinSet, match_chain, spki_sha256
 from ._entries import DomainEntry, PinMatch, _role, _UnreadableEntry
 from ._hostnames import normalize_hostname
 from ._types import POS_ANY
@@ -106,7 +107,7 @@ class DynamicPins:
     cache_ttl: float
     _store: Any
     _records: _LRU[str, tuple[Any, float]]
-    _record_pinsets: _LRU[tuple[str, ...], tuple[Any, Any]]
+    _record_pinsets: _LRU[tuple[str, ...], Any]
     _touched: _LRU[str, float]
     _noted_seen: _LRU[str, bool]
     _noted_snapshot: dict[str, bool]
@@ -243,17 +244,16 @@ class DynamicPins:
             self._snapshot_lock.release()
 
     def _record_pinset(self, pins: tuple[str, ...]) -> Any:
-        core = _backend.core
-        cached = self._record_pinsets.get(pins)
-        if cached is None or cached[0] is not core:
+        pinset = self._record_pinsets.get(pins)
+        if pinset is None:
             parsed = [Pin.parse(p, allow_sha1=True) for p in pins]
-            cached = (core, core.PinSet([(p.kind_code, p.algorithm, p.digest, POS_ANY) for p in parsed]))
-            self._record_pinsets.put(pins, cached)
-        return cached[1]
+            pinset = PinSet([(p.kind_code, p.algorithm, p.digest, POS_ANY) for p in parsed])
+            self._record_pinsets.put(pins, pinset)
+        return pinset
 
     def _match_record(self, record: Any, chain: Sequence[bytes], verified: bool) -> tuple[PinMatch, ...]:
         n = len(chain)
-        pairs = _backend.core.match_chain(chain, self._record_pinset(record.pins), True)
+        pairs = match_chain(chain, self._record_pinset(record.pins), True)
         return tuple(
             PinMatch(i, _role(i, n), Pin.parse(record.pins[j], allow_sha1=True), "dynamic")
             for i, j in pairs
@@ -279,10 +279,9 @@ class DynamicPins:
                     f"  No key is recorded for {name} yet, and a first key is recorded only from a chain "
                     "a trust store validated."
                 )
-            core = _backend.core
-            pins = [str(Pin("sha256", core.spki_sha256(chain[0])))]
+            pins = [str(Pin("sha256", spki_sha256(chain[0])))]
             if entry.record_issuer and len(chain) > 1:
-                pins.append(str(Pin("sha256", core.spki_sha256(chain[1]))))
+                pins.append(str(Pin("sha256", spki_sha256(chain[1]))))
             mine = PinRecord.create(name, pins, source="tofu", ttl=entry.ttl)
             record = self.store.record_first(mine)
             self._records.put(name, (record, time.monotonic()))

@@ -19,6 +19,7 @@ import sys
 from typing import Any, Sequence, TextIO
 
 from . import __version__, _backend
+from ._backend import cert_digest, parse_certificate, spki_digest, spki_sha256
 from ._errors import CertificateParseError, PinFormatError, PinMismatchError, PolicyError
 from ._hostnames import entry_spellings, normalize_hostname, to_unicode
 from ._pem import load_certificates
@@ -61,7 +62,6 @@ def _read_chain(path: str) -> list[bytes]:
 
 
 def _cmd_pins(args: argparse.Namespace, out: TextIO) -> int:
-    core = _backend.core
     status = EXIT_OK
     for path in args.files:
         try:
@@ -72,13 +72,13 @@ def _cmd_pins(args: argparse.Namespace, out: TextIO) -> int:
             continue
         for index, der in enumerate(ders):
             try:
-                info = core.parse_certificate(der)
+                info = parse_certificate(der)
             except CertificateParseError as exc:
                 print(f"pinengine pins: {path}: certificate {index}: {exc}", file=sys.stderr)
                 status = EXIT_USAGE
                 continue
-            spki = core.spki_digest(der, args.algorithm)
-            cert = core.cert_digest(der, args.algorithm)
+            spki = spki_digest(der, args.algorithm)
+            cert = cert_digest(der, args.algorithm)
             spki_pin = str(Pin(args.algorithm, spki))
             cert_pin = str(Pin(args.algorithm, cert, "certificate"))
             if args.format == "json":
@@ -312,12 +312,11 @@ def _load_verify_policy(args: argparse.Namespace, host: str) -> PinPolicy:
 
 
 def _print_chain(out: TextIO, title: str, chain: Sequence[bytes]) -> None:
-    core = _backend.core
     out.write(f"{title}:\n")
     for i, der in enumerate(chain):
-        info = core.parse_certificate(der)
+        info = parse_certificate(der)
         role = "leaf" if i == 0 else "root" if i == len(chain) - 1 else "intermediate"
-        out.write(f"  {i} {role}: {Pin('sha256', core.spki_sha256(der))} {info.subject}\n")
+        out.write(f"  {i} {role}: {Pin('sha256', spki_sha256(der))} {info.subject}\n")
 
 
 def _decide(out: TextIO, policy: PinPolicy, host: str, chain: list[bytes], verified: bool) -> int:

@@ -10,7 +10,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Union
 
-from . import _backend
+from ._backend import cert_digest, hash_bytes, spki_digest, validate_spki
 from ._errors import CertificateParseError, InsecurePinWarning, PinFormatError
 from ._pem import read_blocks
 from ._types import ALGORITHMS, DIGEST_SIZES, KIND_CERT, KIND_SPKI
@@ -222,11 +222,10 @@ class Pin:
         if kind not in _KIND_CODES:
             raise PinFormatError(f"unknown pin kind {kind!r}; use 'spki' or 'certificate'")
         _check_algorithm(algorithm)
-        core = _backend.core
         if kind == SPKI:
-            digest = core.spki_digest(der, algorithm)
+            digest = spki_digest(der, algorithm)
         else:
-            digest = core.cert_digest(der, algorithm)
+            digest = cert_digest(der, algorithm)
         return cls(algorithm, digest, kind)
 
     @classmethod
@@ -240,9 +239,8 @@ class Pin:
             der = blocks[0].der
         else:
             der = bytes(data)
-        core = _backend.core
-        core.validate_spki(der)
-        return cls(algorithm, core.hash_bytes(der, algorithm), SPKI)
+        validate_spki(der)
+        return cls(algorithm, hash_bytes(der, algorithm), SPKI)
 
     @classmethod
     def from_file(

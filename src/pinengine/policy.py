@@ -14,7 +14,8 @@ import threading
 import time
 from typing import Any, Iterable, Mapping, Sequence
 
-from . import _backend, _hostnames, _observe, _schema
+from . import _hostnames, _observe, _schema
+from ._backend import PinSet, cert_digest, match_chain, match_chains, parse_certificate, spki_digest
 from ._dynamic import _LRU, RECORD_CACHE_SIZE, STORE_OUTAGE_CHOICES, DynamicPins
 from ._dynamic import _LogThrottle as _LogThrottle
 from ._entries import _MODES, DomainEntry, PinMatch, VerificationResult, _pinned_by, _role, _UnreadableEntry
@@ -115,7 +116,7 @@ class PinPolicy(DynamicPins):
         #: to reach this process.
         self.cache_ttl = float(cache_ttl)
         self._records: _LRU[str, tuple[Any, float]] = _LRU(RECORD_CACHE_SIZE)
-        self._record_pinsets: _LRU[tuple[str, ...], tuple[Any, Any]] = _LRU(RECORD_CACHE_SIZE)
+        self._record_pinsets: _LRU[tuple[str, ...], Any] = _LRU(RECORD_CACHE_SIZE)
         self._touched: _LRU[str, float] = _LRU(RECORD_CACHE_SIZE)
         # store_outage="known-hosts": noted hosts this process saw (host -> includeSubDomains), and the
         # last listing of the store's noted hosts, replaced whole every _SNAPSHOT_SECONDS.
@@ -159,7 +160,7 @@ class PinPolicy(DynamicPins):
                         f"form {spelling.senders} send for each; add an entry for {spelling.name!r} "
                         "itself to say which pins it takes"
                     )
-        self._pinsets: dict[int, Any] = {}
+        self._pinsets: dict[int, tuple[Any, DomainEntry]] = {}
         self._global_pinset = self._make_pinset((), (), self.blocked_pins)
 
     def _table(self, entry: DomainEntry) -> dict[str, DomainEntry]:
@@ -191,7 +192,7 @@ class PinPolicy(DynamicPins):
     def _make_pinset(pins: Sequence[Pin], positions: Sequence[int], blocked: Sequence[Pin]) -> Any:
         spec = [(p.kind_code, p.algorithm, p.digest, pos) for p, pos in zip(pins, positions)]
         spec += [(p.kind_code, p.algorithm, p.digest, POS_ANY) for p in blocked]
-        return _backend.core.PinSet(spec)
+        return PinSet(spec)
 
     def _blocked_for(self, entry: DomainEntry | None) -> tuple[Pin, ...]:
         """The blocked pins that apply to ``entry``, in its PinSet's order (after its own pins)."""
@@ -201,20 +202,15 @@ class PinPolicy(DynamicPins):
         return entry.blocked_pins + tuple(p for p in self.blocked_pins if p not in own)
 
     def _pinset(self, entry: DomainEntry) -> Any:
-        # PinSets are built lazily and per backend module (the tests switch
-        # backends); building them is cheap and races only build twice.
-        core = _backend.core
+        # PinSets are built lazily; building them is cheap and races only build twice.
         key = id(entry)
         cached = self._pinsets.get(key)
-        if cached is None or cached[0] is not core or cached[2] is not entry:
-            cached = (core, self._make_pinset(entry.pins, entry.positions, self._blocked_for(entry)), entry)
+        if cached is None or cached[1] is not entry:
+            cached = (self._make_pinset(entry.pins, entry.positions, self._blocked_for(entry)), entry)
             self._pinsets[key] = cached
-        return cached[1]
+        return cached[0]
 
     def _global(self) -> Any:
-        core = _backend.core
-        if not isinstance(self._global_pinset, core.PinSet):
-            self._global_pinset = self._make_pinset((), (), self.blocked_pins)
         return self._global_pinset
 
     # -- loading ----------------------------------------------------------
@@ -325,7 +321,7 @@ class PinPolicy(DynamicPins):
         try:
             # Match over the whole chain: blocked keys are refused wherever they
             # stand; positive matches are cut to the leaf when unverified.
-            pairs = _backend.core.match_chain(chain, pinset, True)
+            pairs = match_chain(chain, pinset, True)
         except CertificateParseError as exc:
             self._emit_error(name, entry, chain, verified, port, served_chain, started, exc)
             raise
@@ -359,7 +355,7 @@ class PinPolicy(DynamicPins):
             entry = entry or self._noted_entry(name)
             jobs.append((chain, self._global() if entry is None or entry.noted else self._pinset(entry)))
             plan.append((name, entry, chain))
-        outcomes = iter(_backend.core.match_chains(jobs, True))
+        outcomes = iter(match_chains(jobs, True))
         results: list[VerificationResult | PinMismatchError | CertificateParseError | ValueError] = []
         for step in plan:
             if isinstance(step, ValueError):
@@ -485,7 +481,6 @@ class PinPolicy(DynamicPins):
         blocked: tuple[PinMatch, ...],
         verified: bool,
     ) -> str:
-        core = _backend.core
         lines = [f"Certificate pinning failure for {name}!"]
         if blocked:
             for b in blocked:
@@ -504,10 +499,10 @@ class PinPolicy(DynamicPins):
                     forms.append((p.kind, p.algorithm))
         lines.append("  Peer certificate chain:" if verified else "  Peer certificate chain (as sent):")
         for i, der in enumerate(chain):
-            info = core.parse_certificate(der)
+            info = parse_certificate(der)
             pins = []
             for kind, algorithm in forms:
-                digest = core.spki_digest(der, algorithm) if kind == SPKI else core.cert_digest(der, algorithm)
+                digest = spki_digest(der, algorithm) if kind == SPKI else cert_digest(der, algorithm)
                 pins.append(str(Pin(algorithm, digest, kind)))
             lines.append(f"    {i} {_role(i, len(chain))}: {', '.join(pins)}: {info.subject}")
         if entry is not None:

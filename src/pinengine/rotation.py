@@ -31,7 +31,7 @@ import datetime as _dt
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from . import _backend
+from ._backend import cert_digest, parse_certificate, spki_digest
 from ._types import POS_INTERMEDIATE, POS_LEAF, POS_ROOT
 from .pins import SPKI, Pin
 from .policy import DomainEntry, PinPolicy
@@ -128,7 +128,6 @@ def _entry_finding(entry: DomainEntry, span: _dt.timedelta, now: _dt.datetime) -
 
 def _matches(entry: DomainEntry, chain: Sequence[bytes]) -> list[tuple[int, Pin]]:
     """``(chain index, pin)`` for every pin of ``entry`` that matches a certificate it may match."""
-    core = _backend.core
     digests: dict[tuple[int, str, str], bytes] = {}
     out = []
     n = len(chain)
@@ -141,9 +140,9 @@ def _matches(entry: DomainEntry, chain: Sequence[bytes]) -> list[tuple[int, Pin]
             digest = digests.get(key)
             if digest is None:
                 if pin.kind == SPKI:
-                    digest = core.spki_digest(der, pin.algorithm)
+                    digest = spki_digest(der, pin.algorithm)
                 else:
-                    digest = core.cert_digest(der, pin.algorithm)
+                    digest = cert_digest(der, pin.algorithm)
                 digests[key] = digest
             if digest == pin.digest:
                 out.append((i, pin))
@@ -157,7 +156,6 @@ def _check_entry(
     span: _dt.timedelta,
     now: _dt.datetime,
 ) -> list[RotationFinding]:
-    core = _backend.core
     chain = sample.chain
     where = f"entry {entry.host!r}"
     found: list[RotationFinding] = []
@@ -169,7 +167,7 @@ def _check_entry(
             entry.host, sample.label,
         ))
         return found
-    infos = {i: core.parse_certificate(chain[i]) for i, _ in matches}
+    infos = {i: parse_certificate(chain[i]) for i, _ in matches}
     carriers: dict[int, list[Pin]] = {}
     for i, pin in matches:
         carriers.setdefault(i, []).append(pin)
