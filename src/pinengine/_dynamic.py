@@ -15,11 +15,12 @@ from collections import OrderedDict
 from typing import Any, Generic, Sequence, TypeVar
 
 from . import _hostnames, _observe
-from ._backend import PinSet, match_chain, spki_sha256
-from ._entries import DomainEntry, PinMatch, _role, _UnreadableEntry
+from ._backend import PinSet, match_chain
+from ._entries import DomainEntry, PinMatch, _UnreadableEntry
 from ._hostnames import normalize_hostname
 from ._types import POS_ANY
-from .pins import Pin
+from ._types import chain_role as _role
+from .pins import Pin, spki_pin
 
 log = logging.getLogger("pinengine")
 
@@ -279,9 +280,9 @@ class DynamicPins:
                     f"  No key is recorded for {name} yet, and a first key is recorded only from a chain "
                     "a trust store validated."
                 )
-            pins = [str(Pin("sha256", spki_sha256(chain[0])))]
+            pins = [str(spki_pin(chain[0]))]
             if entry.record_issuer and len(chain) > 1:
-                pins.append(str(Pin("sha256", spki_sha256(chain[1]))))
+                pins.append(str(spki_pin(chain[1])))
             mine = PinRecord.create(name, pins, source="tofu", ttl=entry.ttl)
             record = self.store.record_first(mine)
             self._records.put(name, (record, time.monotonic()))

@@ -212,9 +212,3 @@ class VerificationResult:
 
 def _pinned_by(entry: DomainEntry | None) -> str:
     return "no entry covers" if entry is None else f"entry {entry.host!r} pins"
-
-
-def _role(index: int, length: int) -> str:
-    if index == 0:
-        return "leaf"
-    return "root" if index == length - 1 else "intermediate"

@@ -13,6 +13,17 @@ POS_INTERMEDIATE = 2
 POS_ROOT = 4
 POS_ANY = POS_LEAF | POS_INTERMEDIATE | POS_ROOT
 
+
+def chain_role(index: int, length: int) -> str:
+    """The role of certificate ``index`` in a chain of ``length``: ``"leaf"``, ``"intermediate"`` or ``"root"``.
+
+    The first certificate is the leaf (also when it is the only one); the last
+    of several is the root.
+    """
+    if index == 0:
+        return "leaf"
+    return "root" if index == length - 1 else "intermediate"
+
 ALGORITHMS = ("sha1", "sha256", "sha384", "sha512")
 DIGEST_SIZES = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
 

@@ -19,11 +19,12 @@ import sys
 from typing import Any, Sequence, TextIO
 
 from . import __version__, _backend
-from ._backend import cert_digest, parse_certificate, spki_digest, spki_sha256
+from ._backend import cert_digest, parse_certificate, spki_digest
 from ._errors import CertificateParseError, PinFormatError, PinMismatchError, PolicyError
 from ._hostnames import entry_spellings, normalize_hostname, to_unicode
 from ._pem import load_certificates
-from .pins import SPKI, Pin
+from ._types import chain_role
+from .pins import SPKI, Pin, spki_pin
 from .policy import REPORT_ONLY, DomainEntry, PinPolicy
 
 EXIT_OK = 0
@@ -315,8 +316,7 @@ def _print_chain(out: TextIO, title: str, chain: Sequence[bytes]) -> None:
     out.write(f"{title}:\n")
     for i, der in enumerate(chain):
         info = parse_certificate(der)
-        role = "leaf" if i == 0 else "root" if i == len(chain) - 1 else "intermediate"
-        out.write(f"  {i} {role}: {Pin('sha256', spki_sha256(der))} {info.subject}\n")
+        out.write(f"  {i} {chain_role(i, len(chain))}: {spki_pin(der)} {info.subject}\n")
 
 
 def _decide(out: TextIO, policy: PinPolicy, host: str, chain: list[bytes], verified: bool) -> int:

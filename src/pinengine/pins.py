@@ -10,12 +10,12 @@ import warnings
 from dataclasses import dataclass
 from typing import Union
 
-from ._backend import cert_digest, hash_bytes, spki_digest, validate_spki
+from ._backend import cert_digest, hash_bytes, spki_digest, spki_sha256, validate_spki
 from ._errors import CertificateParseError, InsecurePinWarning, PinFormatError
 from ._pem import read_blocks
 from ._types import ALGORITHMS, DIGEST_SIZES, KIND_CERT, KIND_SPKI
 
-__all__ = ["Pin", "InsecurePinWarning", "SPKI", "CERTIFICATE"]
+__all__ = ["Pin", "InsecurePinWarning", "SPKI", "CERTIFICATE", "spki_pin"]
 
 #: Pin kinds: a pin on the public key (SubjectPublicKeyInfo), the recommended
 #: kind because it survives certificate renewal with the same key; and a pin
@@ -266,3 +266,8 @@ class Pin:
 def _check_algorithm(algorithm: str) -> None:
     if algorithm not in ALGORITHMS:
         raise PinFormatError(f"unknown pin algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS)}")
+
+
+def spki_pin(der: bytes) -> Pin:
+    """The SHA-256 pin of a DER certificate's public key (CertificateParseError when it is malformed)."""
+    return Pin("sha256", spki_sha256(der))

@@ -18,7 +18,7 @@ from . import _hostnames, _observe, _schema
 from ._backend import PinSet, cert_digest, match_chain, match_chains, parse_certificate, spki_digest
 from ._dynamic import _LRU, RECORD_CACHE_SIZE, STORE_OUTAGE_CHOICES, DynamicPins
 from ._dynamic import _LogThrottle as _LogThrottle
-from ._entries import _MODES, DomainEntry, PinMatch, VerificationResult, _pinned_by, _role, _UnreadableEntry
+from ._entries import _MODES, DomainEntry, PinMatch, VerificationResult, _pinned_by, _UnreadableEntry
 from ._entries import ENFORCE as ENFORCE
 from ._entries import POSITIONS as POSITIONS
 from ._entries import REPORT_ONLY as REPORT_ONLY
@@ -27,6 +27,7 @@ from ._hostnames import normalize_hostname
 from ._schema import MAX_TTL as MAX_TTL
 from ._schema import PathLike, _check_ttl
 from ._types import POS_ANY
+from ._types import chain_role as _role
 from .pins import SPKI, Pin
 
 __all__ = [
@@ -212,6 +213,15 @@ class PinPolicy(DynamicPins):
 
     def _global(self) -> Any:
         return self._global_pinset
+
+    def _entry_matches(self, entry: DomainEntry, chain: Sequence[bytes]) -> list[tuple[int, Pin]]:
+        """``(chain index, pin)`` for each of ``entry``'s own pins that matches ``chain`` where it may match.
+
+        The matcher ``verify`` uses, for tools that ask about one entry
+        (rotation planning); blocked keys are not its business here.
+        """
+        npins = len(entry.pins)
+        return [(i, entry.pins[j]) for i, j in sorted(match_chain(chain, self._pinset(entry), True)) if j < npins]
 
     # -- loading ----------------------------------------------------------
 
