@@ -19,7 +19,7 @@ from ._errors import (
     StoreError,
 )
 from ._pem import load_certificates
-from ._types import CertificateInfo
+from ._types import CertificateInfo, Status
 from .metrics import stats
 from .pins import Pin
 from .policy import DomainEntry, PinMatch, PinPolicy, VerificationResult
@@ -57,6 +57,7 @@ __all__ = [
     "Pin",
     "PinMatch",
     "PinPolicy",
+    "Status",
     "VerificationResult",
     "__version__",
     "CertificateParseError",

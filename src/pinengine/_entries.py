@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from . import _hostnames
 from ._errors import PolicyError
-from ._types import POS_ANY, POS_INTERMEDIATE, POS_LEAF, POS_ROOT
+from ._types import POS_ANY, POS_INTERMEDIATE, POS_LEAF, POS_ROOT, Status
 from .pins import Pin
 
 ENFORCE = "enforce"
@@ -197,7 +197,7 @@ class VerificationResult:
     """
 
     hostname: str
-    status: str
+    status: Status
     entry: DomainEntry | None
     matches: tuple[PinMatch, ...] = ()
     verified: bool = True

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
+from ._types import Status
 from .metrics import METRICS
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class VerificationEvent:
 
 
 _record = METRICS.record
-_VIOLATIONS = frozenset(("mismatch", "report-only"))
+_VIOLATIONS = frozenset((Status.MISMATCH, Status.REPORT_ONLY))
 
 
 def emit(event: VerificationEvent) -> None:

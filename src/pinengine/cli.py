@@ -23,7 +23,7 @@ from ._backend import cert_digest, parse_certificate, spki_digest
 from ._errors import CertificateParseError, PinFormatError, PinMismatchError, PolicyError
 from ._hostnames import entry_spellings, normalize_hostname, to_unicode
 from ._pem import load_certificates
-from ._types import chain_role
+from ._types import Status, chain_role
 from .pins import SPKI, Pin, spki_pin
 from .policy import REPORT_ONLY, DomainEntry, PinPolicy
 
@@ -325,10 +325,10 @@ def _decide(out: TextIO, policy: PinPolicy, host: str, chain: list[bytes], verif
     except PinMismatchError as exc:
         out.write(f"decision: REFUSED\n{exc}\n")
         return EXIT_FAILED
-    if result.status == "match":
+    if result.status == Status.MATCH:
         m = result.matches[0]
         out.write(f"decision: accepted: {m.pin} matched certificate {m.index} ({m.role})\n")
-    elif result.status == "not-pinned":
+    elif result.status == Status.NOT_PINNED:
         out.write("decision: accepted: no policy entry covers this host (not pinned)\n")
     else:
         out.write(f"decision: accepted ({result.status}, NOT enforced)\n{result.message}\n")

@@ -26,7 +26,7 @@ from ._errors import CertificateParseError, HostnameError, PinMismatchError, Pol
 from ._hostnames import normalize_hostname
 from ._schema import MAX_TTL as MAX_TTL
 from ._schema import PathLike, _check_ttl
-from ._types import POS_ANY
+from ._types import POS_ANY, Status
 from ._types import chain_role as _role
 from .pins import SPKI, Pin
 
@@ -400,7 +400,7 @@ class PinPolicy(DynamicPins):
                 time.perf_counter() - started,
             )
         )
-        if result.status == "mismatch":
+        if result.status == Status.MISMATCH:
             raise PinMismatchError(result.message, hostname=result.hostname, result=result)
         return result
 
@@ -417,7 +417,7 @@ class PinPolicy(DynamicPins):
     ) -> None:
         _observe.emit(
             _observe.VerificationEvent(
-                self, name, port, "parse-error", entry, chain, served_chain, verified, (), (), str(error),
+                self, name, port, Status.PARSE_ERROR, entry, chain, served_chain, verified, (), (), str(error),
                 time.perf_counter() - started, error,
             )
         )
@@ -449,11 +449,11 @@ class PinPolicy(DynamicPins):
             )
             log.warning("%s", message)
             if not blocked:
-                return VerificationResult(name, "expired", entry, matches, verified, blocked, message)
+                return VerificationResult(name, Status.EXPIRED, entry, matches, verified, blocked, message)
         if entry is None and not blocked:
-            return VerificationResult(name, "not-pinned", None, (), verified)
+            return VerificationResult(name, Status.NOT_PINNED, None, (), verified)
         if matches and not blocked:
-            return VerificationResult(name, "match", entry, matches, verified)
+            return VerificationResult(name, Status.MATCH, entry, matches, verified)
 
         extra = ""
         if isinstance(entry, _UnreadableEntry):
@@ -470,7 +470,7 @@ class PinPolicy(DynamicPins):
                 _observe.store_error(self, name, entry, exc)
                 extra = f"  The pin store cannot be used, so the dynamic pins of {name} cannot be checked: {exc}"
             if matches:
-                return VerificationResult(name, "match", entry, matches, verified)
+                return VerificationResult(name, Status.MATCH, entry, matches, verified)
 
         message = self._failure_message(name, entry, chain, blocked, verified)
         if extra:
@@ -480,8 +480,8 @@ class PinPolicy(DynamicPins):
             # pinengine.reports); the full message is on the result. A blocked
             # (compromised) key is refused in every mode: it is not reported
             # and let through.
-            return VerificationResult(name, "report-only", entry, matches, verified, blocked, message)
-        return VerificationResult(name, "mismatch", entry, matches, verified, blocked, message)
+            return VerificationResult(name, Status.REPORT_ONLY, entry, matches, verified, blocked, message)
+        return VerificationResult(name, Status.MISMATCH, entry, matches, verified, blocked, message)
 
     def _failure_message(
         self,
