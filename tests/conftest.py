@@ -18,11 +18,15 @@ import importlib
 import os
 import shutil
 from types import ModuleType
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 
 from pinengine import _backend
+
+if TYPE_CHECKING:
+    from tests.certs import Chain
+    from tests.tls import TLSServer
 
 _FORCE_PYTHON = os.environ.get("PINENGINE_NO_EXTENSIONS", "") not in ("", "0")
 BACKENDS = ["python"] if _FORCE_PYTHON else ["compiled", "python"]
@@ -62,6 +66,48 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str]:
 def core(backend: str) -> ModuleType:
     """The core module of the backend under test."""
     return _module(backend)
+
+
+# -- certificates and servers shared by the modules ------------------------------
+# A module that needs another name or key type overrides ``host`` or
+# ``key_type``; one that needs another kind of server overrides ``server``.
+
+
+@pytest.fixture(scope="module")
+def host() -> str:
+    """The name the test certificates are issued for: loopback servers answer as ``localhost``."""
+    return "localhost"
+
+
+@pytest.fixture(scope="module")
+def key_type() -> str:
+    """The key type of ``chain`` (see tests.certs.KEY_TYPES)."""
+    return "p256"
+
+
+@pytest.fixture(scope="module")
+def chain(key_type: str, host: str) -> Chain:
+    """Leaf, intermediate and root for ``host``, the chain ``server`` presents."""
+    from tests.certs import cached_chain
+
+    return cached_chain(key_type, host)
+
+
+@pytest.fixture(scope="module")
+def other(host: str) -> Chain:
+    """Another hierarchy for ``host``: keys the server does not have, so pins on them never match."""
+    from tests.certs import make_chain
+
+    return make_chain("p256", host)
+
+
+@pytest.fixture(scope="module")
+def server(chain: Chain) -> Iterator[TLSServer]:
+    """A real TLS server on 127.0.0.1 presenting ``chain``."""
+    from tests.tls import TLSServer
+
+    with TLSServer(chain) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="session")
