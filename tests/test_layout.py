@@ -169,3 +169,17 @@ def test_bottom_layers_import_nothing_above_them() -> None:
     bottom = {"pinengine._errors", "pinengine._hostnames", "pinengine._types"}
     for name in bottom:
         assert graph[name] <= bottom, f"{name} imports {sorted(graph[name] - bottom)}"
+
+
+def test_the_twin_exports_only_the_core_api() -> None:
+    """Every public name of the pure-Python core is the core API (its ``__all__``), a type of it, or an import."""
+    import typing
+
+    import pinengine._core_py as twin
+
+    extra = {
+        name for name, value in vars(twin).items()
+        if not name.startswith("_") and name not in twin.__all__
+        and not isinstance(value, type(typing)) and not hasattr(typing, name) and name != "annotations"
+    }
+    assert extra == {"CertificateInfo", "CertificateParseError"}  # the types in its signatures, as the compiled core's
