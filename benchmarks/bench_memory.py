@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     core: Any = importlib.import_module("pinengine._core" if args.backend == "compiled" else "pinengine._core_py")
-    _backend.core = core
+    _backend.use(core)
     logging.getLogger("pinengine").disabled = True  # report-only violations would log every time
     logging.getLogger("pinengine.reports").disabled = True
 

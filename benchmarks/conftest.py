@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Iterator
 
 import pytest
 
@@ -69,11 +70,12 @@ def cores(compiled: ModuleType, twin: ModuleType) -> dict[str, ModuleType]:
 
 
 @pytest.fixture
-def use_backend(request: pytest.FixtureRequest, cores: dict[str, ModuleType], monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+def use_backend(request: pytest.FixtureRequest, cores: dict[str, ModuleType]) -> Iterator[ModuleType]:
     """Switch pinengine to the backend named by the test's parameter, as tests/conftest.py does."""
     module = cores[request.param]
-    monkeypatch.setattr(_backend, "core", module)
-    return module
+    previous = _backend.use(module)
+    yield module
+    _backend.use(previous)
 
 
 @pytest.fixture(scope="session")

@@ -31,24 +31,21 @@
 
 #define PE_HASH_INTERNAL
 #define PE_SHANI_ENGINE
-#include "pe_hash.h"
+#include "pe_hash.h" /* also PE_ALWAYS_INLINE */
 
 #include <string.h>
 
 #if defined(__GNUC__) || defined(__clang__)
 #  define PE_LIKELY(x) __builtin_expect(!!(x), 1)
 #  define PE_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#  define PE_ALWAYS_INLINE static inline __attribute__((always_inline))
 #  define PE_NOINLINE static __attribute__((noinline, cold))
 #elif defined(_MSC_VER)
 #  define PE_LIKELY(x) (x)
 #  define PE_UNLIKELY(x) (x)
-#  define PE_ALWAYS_INLINE static __forceinline
 #  define PE_NOINLINE static __declspec(noinline)
 #else
 #  define PE_LIKELY(x) (x)
 #  define PE_UNLIKELY(x) (x)
-#  define PE_ALWAYS_INLINE static inline
 #  define PE_NOINLINE static
 #endif
 

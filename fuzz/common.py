@@ -35,6 +35,9 @@ ALL_MODULES = (
     "pinengine._core_py",
     "pinengine._pem",
     "pinengine.pins",
+    "pinengine._entries",
+    "pinengine._schema",
+    "pinengine._dynamic",
     "pinengine.policy",
 )
 

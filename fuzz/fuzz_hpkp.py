@@ -69,7 +69,7 @@ from common import Finding, cores, instrument_if_main, quiet, run
 # urllib.parse: the report-uri is split and resolved there; coverage of it guides the fuzzer to odd URIs.
 instrument_if_main(__name__, ("pinengine.hpkp", "urllib.parse"))
 
-from pinengine import hpkp  # noqa: E402
+from pinengine import Status, hpkp  # noqa: E402
 from pinengine._pem import load_certificates  # noqa: E402
 from pinengine.hpkp import HEADER, MAX_AGE_CAP, REPORT_ONLY_HEADER, HPKPError, HPKPHeader, note_response  # noqa: E402
 from pinengine.hpkp._fields import first_field  # noqa: E402
@@ -227,7 +227,7 @@ def check_note(options: int, body: bytes) -> None:
     if options & 16:
         before = PinRecord.create(HOST, [CHAIN_PINS[1], BACKUP], source="hpkp", now=now - 10, ttl=1000)
         store.put(before)
-    connection = VerificationResult(HOST, "not-pinned", None)
+    connection = VerificationResult(HOST, Status.NOT_PINNED, None)
 
     first = first_field(text)
     if not text.startswith(first):

@@ -62,12 +62,11 @@ def check_text(text: str, kind: str | None, allow_sha1: bool, data: bytes) -> No
 def check_public_key(key: bytes) -> None:
     results = []
     for core in (C, P):
-        saved = _backend.core
-        _backend.core = core
+        saved = _backend.use(core)
         try:
             results.append(outcome(Pin.from_public_key, key, refusals=(CertificateParseError,)))
         finally:
-            _backend.core = saved
+            _backend.use(saved)
     a, b = results
     if a[0] != b[0] or (a[0] == "ok" and a[1] != b[1]):
         raise Finding(describe("Pin.from_public_key", key, a, b))

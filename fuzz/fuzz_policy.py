@@ -37,7 +37,7 @@ from typing import Any
 
 from common import Finding, cores, instrument_if_main, quiet, run
 
-instrument_if_main(__name__, ("pinengine.policy", "tomllib"))
+instrument_if_main(__name__, ("pinengine._entries", "pinengine._schema", "pinengine.policy", "tomllib"))
 
 from pinengine import _backend, policy  # noqa: E402
 from pinengine._errors import CertificateParseError, PinMismatchError, PolicyError  # noqa: E402
@@ -224,10 +224,10 @@ def _verify_all(mapping: dict[str, Any], core: Any) -> list[Any]:
 
     # A fresh policy per core: a fresh in-memory store (dynamic entries record
     # the first chain they see) and a reporter with no sinks.
-    p = PinPolicy.from_mapping(mapping, reporter=Reporter(), store=MemoryStore())
-    saved = _backend.core
-    _backend.core = core
+    # The policy is built after the switch: it builds its pin sets with the core in use.
+    saved = _backend.use(core)
     try:
+        p = PinPolicy.from_mapping(mapping, reporter=Reporter(), store=MemoryStore())
         out: list[Any] = []
         for host in _hosts(p):
             for verified in (True, False):
@@ -241,7 +241,7 @@ def _verify_all(mapping: dict[str, Any], core: Any) -> list[Any]:
         out.append([(type(r).__name__, getattr(r, "status", str(r))) for r in batch])
         return out
     finally:
-        _backend.core = saved
+        _backend.use(saved)
 
 
 def check_loaded(p: PinPolicy, data: bytes) -> None:

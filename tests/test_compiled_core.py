@@ -1,7 +1,7 @@
 """Tests of what only the compiled core has: C-held PinSets, the GIL released in
 match_chains, buffer handling in C, the SHA-256 dispatch switch.
 
-Behaviour both cores share is tested in test_core.py; every test here is
+Behaviour both cores share is tested in test_core_*.py; every test here is
 skipped on the pure-Python backend.
 """
 

@@ -29,7 +29,7 @@ import pytest
 
 from pinengine._errors import CertificateParseError
 from tests.certs import cached_chain, certifi_ders
-from tests.test_core import Node, gen_time, parse_tree, prim, read_header, seq, utc_time
+from tests.der import Node, gen_time, parse_tree, prim, read_header, seq, utc_time
 
 _NO_EXTENSIONS = os.environ.get("PINENGINE_NO_EXTENSIONS", "") not in ("", "0")
 MUTANTS = int(os.environ.get("PINENGINE_DIFF_MUTANTS", "") or 4000)

@@ -47,7 +47,7 @@ def _gateway(
     from pinengine import _backend
 
     # A fresh process (forkserver): select the backend under test here.
-    _backend.core = importlib.import_module("pinengine._core" if backend == "compiled" else "pinengine._core_py")
+    _backend.use(importlib.import_module("pinengine._core" if backend == "compiled" else "pinengine._core_py"))
     store = _open(spec)
     policy = PinPolicy.from_mapping({"domains": [{"host": HOST, "dynamic": True}]}, store=store)
     ctx = create_pinned_context(policy, cafile=cafile)

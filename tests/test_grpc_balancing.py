@@ -23,14 +23,9 @@ import grpc.aio  # noqa: E402, F811
 
 from pinengine import PinPolicy  # noqa: E402
 from pinengine.hooks.grpc import aio_secure_channel, secure_channel  # noqa: E402
-from tests.certs import Chain, cached_chain, make_chain, rotated  # noqa: E402
+from tests.certs import Chain, make_chain, rotated  # noqa: E402
 from tests.grpc_server import WHERE, GrpcServer  # noqa: E402
 from tests.grpc_support import HOST, OVERRIDE, ROUND_ROBIN, TIMEOUT, pin, policy_for, roots, until  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def chain() -> Chain:
-    return cached_chain("p256", HOST)
 
 
 @pytest.fixture(scope="module")

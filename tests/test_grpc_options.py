@@ -22,14 +22,9 @@ grpc = pytest.importorskip("grpc")
 from pinengine import PinPolicy  # noqa: E402
 from pinengine.hooks.grpc import secure_channel  # noqa: E402
 from pinengine.hooks.grpc._options import REFUSED, read_options  # noqa: E402
-from tests.certs import Chain, cached_chain, key_pem, pem  # noqa: E402
+from tests.certs import Chain, key_pem, pem  # noqa: E402
 from tests.grpc_server import METADATA, UNARY, GrpcServer  # noqa: E402
 from tests.grpc_support import HOST, TIMEOUT, pin, policy_for, roots, rpc_error  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def chain() -> Chain:
-    return cached_chain("p256", HOST)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ grpc = pytest.importorskip("grpc")
 
 from pinengine import PinPolicy  # noqa: E402
 from pinengine.hooks.grpc import PinnedChannelError, secure_channel  # noqa: E402
-from tests.certs import Chain, cached_chain, make_chain  # noqa: E402
+from tests.certs import Chain, make_chain  # noqa: E402
 from tests.grpc_server import UNARY, GrpcServer  # noqa: E402
 from tests.grpc_support import HOST, OVERRIDE, TIMEOUT, pin, policy_for, roots, rpc_error  # noqa: E402
 from tests.proxy import ConnectProxy  # noqa: E402
@@ -32,11 +32,6 @@ PROXY_VARIABLES = ("grpc_proxy", "https_proxy", "http_proxy", "no_grpc_proxy", "
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(scope="module")
-def chain() -> Chain:
-    return cached_chain("p256", HOST)
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,9 @@ from typing import Callable, Dict, List
 
 import pytest
 
+# Core and policy behaviour: every test here runs on both cores (tests/conftest.py).
+pytestmark = pytest.mark.both_cores
+
 ALGORITHMS = ("sha1", "sha256", "sha384", "sha512")
 SHA256_IMPLEMENTATIONS = ("portable", "sha-ni", "armv8")
 

@@ -15,7 +15,7 @@ import pytest
 
 from pinengine import Pin, PinMismatchError, PinPolicy
 from pinengine.hooks.ssl import create_pinned_context
-from tests.certs import Chain, cached_chain, make_chain
+from tests.certs import Chain, make_chain
 from tests.tls import TLSServer
 
 HOST = "localhost"
@@ -26,14 +26,8 @@ def pin(der: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-def chain() -> Chain:
-    return cached_chain("rsa2048", HOST)
-
-
-@pytest.fixture(scope="module")
-def server(chain: Chain) -> Any:
-    with TLSServer(chain) as srv:
-        yield srv
+def key_type() -> str:
+    return "rsa2048"
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ import grpc.aio  # noqa: E402, F811 (the submodule, on the module importorskip r
 from pinengine import Pin, PinMismatchError, PinPolicy  # noqa: E402
 from pinengine.hooks.grpc import PinnedAioRpcError, PinnedChannelError, aio_secure_channel, secure_channel  # noqa: E402
 from pinengine.hooks.grpc._targets import parse_target  # noqa: E402
-from tests.certs import Chain, cached_chain, key_pem, make_chain, pem, rotated  # noqa: E402
+from tests.certs import Chain, key_pem, make_chain, pem, rotated  # noqa: E402
 from tests.grpc_server import (  # noqa: E402
     BIDI_STREAM,
     CLIENT_STREAM,
@@ -46,17 +46,6 @@ def pin(der: bytes) -> str:
 
 def policy_for(*pins: str, host: str = HOST, mode: str = "enforce") -> PinPolicy:
     return PinPolicy.from_mapping({"domains": [{"host": host, "pins": list(pins), "mode": mode}]})
-
-
-@pytest.fixture(scope="module")
-def chain() -> Chain:
-    return cached_chain("p256", HOST)
-
-
-@pytest.fixture(scope="module")
-def other() -> Chain:
-    """Keys the server does not have (for backup pins and mismatches)."""
-    return make_chain("p256", HOST)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import urllib3
 from pinengine import Pin, PinMismatchError, PinPolicy
 from pinengine.hooks.requests import PinnedAdapter, pinned_session
 from pinengine.hooks.urllib3 import PinnedPoolManager, PinnedProxyManager
-from tests.certs import Chain, cached_chain, make_chain
+from tests.certs import Chain
 from tests.proxy import ConnectProxy
 from tests.tls import TLSServer
 
@@ -27,13 +27,8 @@ def policy(*pins: str) -> PinPolicy:
 
 
 @pytest.fixture(scope="module")
-def chain() -> Chain:
-    return cached_chain("p384", HOST)
-
-
-@pytest.fixture(scope="module")
-def other() -> Chain:
-    return make_chain("p256", HOST)
+def key_type() -> str:
+    return "p384"
 
 
 @pytest.fixture

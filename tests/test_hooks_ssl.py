@@ -11,7 +11,7 @@ import pytest
 
 from pinengine import Pin, PinMismatchError, PinPolicy
 from pinengine.hooks.ssl import create_pinned_context
-from tests.certs import Chain, cached_chain, make_chain
+from tests.certs import Chain, make_chain
 from tests.tls import TLSServer
 
 HOST = "localhost"
@@ -27,17 +27,6 @@ def policy(host: str, *pins: str, **extra: Any) -> PinPolicy:
         entry["require_backup_pin"] = False
     entry.update(extra)
     return PinPolicy.from_mapping({"domains": [entry]})
-
-
-@pytest.fixture(scope="module")
-def chain() -> Chain:
-    return cached_chain("p256", HOST)
-
-
-@pytest.fixture(scope="module")
-def server(chain: Chain) -> Any:
-    with TLSServer(chain) as srv:
-        yield srv
 
 
 @pytest.fixture(scope="module")

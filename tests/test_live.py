@@ -6,14 +6,13 @@ import io
 import shutil
 import socket
 import subprocess
-from typing import Any
 
 import pytest
 
 from pinengine import Pin
 from pinengine._live import split_target
 from pinengine.cli import main
-from tests.certs import Chain, cached_chain, make_chain
+from tests.certs import Chain, make_chain
 from tests.tls import TLSServer
 
 HOST = "localhost"
@@ -26,17 +25,6 @@ def run(*argv: str) -> tuple[int, str]:
 
 def pin(der: bytes) -> str:
     return str(Pin.from_certificate(der))
-
-
-@pytest.fixture(scope="module")
-def chain() -> Chain:
-    return cached_chain("p256", HOST)
-
-
-@pytest.fixture(scope="module")
-def server(chain: Chain) -> Any:
-    with TLSServer(chain) as srv:
-        yield srv
 
 
 def test_live_match_and_mismatch(server: TLSServer, chain: Chain) -> None:

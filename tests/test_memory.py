@@ -25,6 +25,9 @@ import pinengine
 from pinengine._errors import CertificateParseError, PinMismatchError
 from pinengine.policy import PinPolicy
 
+# Core and policy behaviour: every test here runs on both cores (tests/conftest.py).
+pytestmark = pytest.mark.both_cores
+
 ROOT = Path(__file__).resolve().parent.parent
 CHAIN = pinengine.load_certificates((ROOT / "examples" / "chain.pem").read_bytes())
 TRUNCATED = CHAIN[1][: len(CHAIN[1]) // 2]

@@ -13,7 +13,7 @@ from pinengine import CertificateParseError, Pin, PinMismatchError, PinPolicy, m
 from pinengine.hooks.ssl import create_pinned_context
 from pinengine.metrics import Metrics
 from pinengine.reporting import Reporter
-from tests.certs import Chain, cached_chain, make_chain
+from tests.certs import Chain
 from tests.tls import TLSServer
 
 THREADS = 4
@@ -22,16 +22,6 @@ ROUNDS = 150
 
 def pin(der: bytes) -> str:
     return str(Pin.from_certificate(der))
-
-
-@pytest.fixture(scope="module")
-def chain() -> Chain:
-    return cached_chain("p256", "localhost")
-
-
-@pytest.fixture(scope="module")
-def other() -> Chain:
-    return make_chain("p256", "localhost")
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,9 @@ from cryptography.hazmat.primitives import serialization
 from pinengine import CertificateParseError, InsecurePinWarning, Pin, PinFormatError
 from tests.certs import cached_chain, certifi_ders, spki_der
 
+# Core and policy behaviour: every test here runs on both cores (tests/conftest.py).
+pytestmark = pytest.mark.both_cores
+
 DIGEST = hashlib.sha256(b"pinengine").digest()
 B64 = base64.b64encode(DIGEST).decode()
 
@@ -213,3 +216,20 @@ def test_no_warning_for_sha256() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Pin.parse(f"sha256/{B64}")
+
+
+def test_spki_pin_is_the_sha256_public_key_pin_of_a_der_certificate() -> None:
+    from pinengine.pins import spki_pin
+
+    for der in cached_chain("p256").ders:
+        assert spki_pin(der) == Pin.from_certificate(der)
+    with pytest.raises(CertificateParseError):
+        spki_pin(b"\x30\x03abc")
+
+
+def test_chain_role() -> None:
+    from pinengine._types import chain_role
+
+    assert [chain_role(i, 3) for i in range(3)] == ["leaf", "intermediate", "root"]
+    assert chain_role(0, 1) == "leaf"
+    assert [chain_role(i, 2) for i in range(2)] == ["leaf", "root"]

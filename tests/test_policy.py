@@ -21,6 +21,9 @@ from pinengine import (
 from pinengine.policy import normalize_hostname
 from tests.certs import Chain, cached_chain, make_chain
 
+# Core and policy behaviour: every test here runs on both cores (tests/conftest.py).
+pytestmark = pytest.mark.both_cores
+
 UTC = dt.timezone.utc
 
 
@@ -461,3 +464,15 @@ def test_verify_batch_matches_verify(chain: Chain, other: Chain) -> None:
             assert str(got) == str(want)
         else:
             assert got == want
+
+
+def test_status_is_a_str_enum_of_every_outcome(chain: Chain, other: Chain) -> None:
+    from pinengine import Status
+
+    assert [s.value for s in Status] == ["match", "not-pinned", "expired", "report-only", "mismatch", "parse-error"]
+    policy = policy_for("example.com", [pin_of(chain.ders[1]), pin_of(other.ders[1])])
+    result = policy.verify("example.com", chain.ders)
+    assert result.status is Status.MATCH
+    assert result.status == "match" and f"{result.status}" == "match" and repr(result.status) == "'match'"
+    assert json.loads(json.dumps({"status": result.status})) == {"status": "match"}
+    assert policy.verify("other.example", chain.ders).status is Status.NOT_PINNED

@@ -29,6 +29,9 @@ from pinengine.pins import Pin
 from pinengine.policy import PinPolicy, VerificationResult
 from pinengine.stores import MemoryStore
 
+# Core and policy behaviour: every test here runs on both cores (tests/conftest.py).
+pytestmark = pytest.mark.both_cores
+
 ROOT = Path(__file__).resolve().parent.parent
 FUZZ = ROOT / "fuzz"
 CRASHERS = FUZZ / "crashers"

@@ -31,7 +31,7 @@ from pinengine.reporting import (
     default_reporter,
     set_default_reporter,
 )
-from tests.certs import Chain, cached_chain, make_chain, pem, rotated
+from tests.certs import Chain, cached_chain, pem, rotated
 from tests.collector import Collector
 from tests.tls import TLSServer
 
@@ -46,23 +46,6 @@ def pin(der: bytes) -> str:
 
 def hpkp(der: bytes) -> str:
     return Pin.from_certificate(der).hpkp
-
-
-@pytest.fixture(scope="module")
-def chain() -> Chain:
-    return cached_chain("p256", HOST)
-
-
-@pytest.fixture(scope="module")
-def other() -> Chain:
-    """Keys the server does not have: pins on these never match."""
-    return make_chain("p256", HOST)
-
-
-@pytest.fixture(scope="module")
-def server(chain: Chain) -> Iterator[TLSServer]:
-    with TLSServer(chain) as srv:
-        yield srv
 
 
 @pytest.fixture

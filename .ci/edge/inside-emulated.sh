@@ -87,9 +87,10 @@ print(f"edge: pinengine {pinengine.__version__} from the wheel, backend {pinengi
 PINENGINE_NO_EXTENSIONS=1 /opt/venv/bin/pinengine verify --policy examples/policy.toml --host www.example.com examples/chain.pem >/dev/null
 say "CLI pins/verify: ok on both backends"
 
-# The bounded subset: both backends in one run (tests/conftest.py runs each
-# test on the compiled core and on the pure-Python twin).
-TESTS=(tests/test_core.py tests/test_compiled_core.py tests/test_hashes.py tests/test_differential.py
+# The bounded subset: the core and policy modules (marked both_cores) run on
+# the compiled core and on the pure-Python twin in one run; the rest on the
+# compiled core (tests/conftest.py).
+TESTS=(tests/test_core_api.py tests/test_core_x509.py tests/test_core_tlv.py tests/test_core_match.py tests/test_compiled_core.py tests/test_hashes.py tests/test_differential.py
        tests/test_pins.py tests/test_policy.py tests/test_hooks_ssl.py tests/test_strict_verify.py
        tests/test_cli.py tests/test_footprint.py)
 set +e

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 from . import _backend
+from ._backend import cert_sha256 as _cert_sha256
+from ._backend import parse_certificate as _parse_certificate
+from ._backend import spki_sha256 as _spki_sha256
 from ._errors import (
     CertificateParseError,
+    HostnameError,
+    HPKPError,
+    InsecurePinWarning,
+    NoRecordError,
     PinengineError,
     PinFormatError,
     PinMismatchError,
     PolicyError,
+    StoreError,
 )
 from ._pem import load_certificates
-from ._types import CertificateInfo
+from ._types import CertificateInfo, Status
 from .metrics import stats
-from .pins import InsecurePinWarning, Pin
+from .pins import Pin
 from .policy import DomainEntry, PinMatch, PinPolicy, VerificationResult
 
 __version__ = "0.1.0"
@@ -29,17 +37,17 @@ def spki_sha256(der: bytes) -> bytes:
 
     Raises CertificateParseError when ``der`` is not a well-formed certificate.
     """
-    return _backend.core.spki_sha256(der)  # type: ignore[no-any-return]
+    return _spki_sha256(der)
 
 
 def cert_sha256(der: bytes) -> bytes:
     """SHA-256 of the whole DER certificate (which must be well-formed)."""
-    return _backend.core.cert_sha256(der)  # type: ignore[no-any-return]
+    return _cert_sha256(der)
 
 
 def parse_certificate(der: bytes) -> CertificateInfo:
     """Read subject, issuer, validity and SPKI out of a DER certificate."""
-    return _backend.core.parse_certificate(der)  # type: ignore[no-any-return]
+    return _parse_certificate(der)
 
 
 __all__ = [
@@ -49,13 +57,18 @@ __all__ = [
     "Pin",
     "PinMatch",
     "PinPolicy",
+    "Status",
     "VerificationResult",
     "__version__",
     "CertificateParseError",
+    "HPKPError",
+    "HostnameError",
+    "NoRecordError",
     "PinFormatError",
     "PinMismatchError",
     "PinengineError",
     "PolicyError",
+    "StoreError",
     "backend",
     "cert_sha256",
     "load_certificates",

@@ -2,12 +2,37 @@
 
 ``PINENGINE_NO_EXTENSIONS=1`` forces the pure-Python twin; so does a missing
 extension (an install on a platform with no wheel and no compiler).
+
+As yarl's ``_quoting`` does, the chosen core's names are bound here once, at
+import, and the rest of pinengine imports them from here
+(``from ._backend import match_chain``): no lookup per call. For type
+checkers the names are the twin's, which carry full annotations.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+__all__ = [
+    "BACKEND",
+    "PinSet",
+    "cert_digest",
+    "cert_sha256",
+    "core",
+    "extract_spki",
+    "hash_bytes",
+    "match_chain",
+    "match_chains",
+    "name",
+    "parse_certificate",
+    "spki_digest",
+    "spki_sha256",
+    "use",
+    "validate_spki",
+]
 
 
 def _load() -> ModuleType:
@@ -24,11 +49,60 @@ def _load() -> ModuleType:
     return _core
 
 
-#: The active core module. Library code reads ``_backend.core`` at call time
-#: (never binds it at import), so the tests can run everything on both cores.
-core: ModuleType = _load()
+if TYPE_CHECKING:
+    from . import _core_py as core
+else:
+    #: The active core module.
+    core = _load()
+
+BACKEND: str = core.BACKEND
+PinSet = core.PinSet
+cert_digest = core.cert_digest
+cert_sha256 = core.cert_sha256
+extract_spki = core.extract_spki
+hash_bytes = core.hash_bytes
+match_chain = core.match_chain
+match_chains = core.match_chains
+parse_certificate = core.parse_certificate
+spki_digest = core.spki_digest
+spki_sha256 = core.spki_sha256
+validate_spki = core.validate_spki
 
 
 def name() -> str:
     """``"compiled"`` or ``"python"``: which core is doing the work."""
-    return str(core.BACKEND)
+    return BACKEND
+
+
+def use(new: ModuleType) -> ModuleType:
+    """Tests, fuzz harnesses and benchmarks only: from now on, pinengine works with core ``new``.
+
+    Every core name a pinengine module bound at import (found by identity,
+    whatever it is called there) is rebound to ``new``'s object of the same
+    name, and so are ``core`` and ``BACKEND`` here. Returns the core that was
+    in use, to switch back with. A policy built before the switch keeps the
+    pin sets of the old core: build policies after switching. Not thread-safe;
+    applications choose with ``PINENGINE_NO_EXTENSIONS`` and never call this.
+    """
+    global BACKEND
+    old = core
+    if new is old:
+        return old
+    swap = {}
+    for attr in old.__all__:
+        value = getattr(old, attr)
+        if callable(value):
+            swap[id(value)] = (value, getattr(new, attr))
+    for module_name, module in list(sys.modules.items()):
+        if module is None or module_name in ("pinengine._core", "pinengine._core_py"):
+            continue
+        if module_name != "pinengine" and not module_name.startswith("pinengine."):
+            continue
+        namespace = vars(module)
+        for attr, value in list(namespace.items()):
+            found = swap.get(id(value))
+            if found is not None and found[0] is value:
+                namespace[attr] = found[1]
+    globals()["core"] = new
+    BACKEND = new.BACKEND
+    return old

@@ -22,7 +22,6 @@ from typing import Any, Callable, List, Sequence, Tuple, Union
 from ._errors import CertificateParseError
 from ._types import (
     ALGORITHMS,
-    DIGEST_SIZES,
     KIND_CERT,
     KIND_SPKI,
     POS_ANY,
@@ -30,8 +29,9 @@ from ._types import (
     POS_LEAF,
     POS_ROOT,
     CertificateInfo,
-    build_certificate_info,
 )
+from ._types import DIGEST_SIZES as _DIGEST_SIZES
+from ._types import build_certificate_info as _build_certificate_info
 
 __all__ = [
     "ALGORITHMS",
@@ -59,7 +59,7 @@ __all__ = [
 BACKEND = "python"
 
 #: The outermost TLV is depth 1; a TLV deeper than this is refused.
-MAX_DEPTH = 32
+_MAX_DEPTH = 32
 
 _HASHES: dict[str, Callable[..., Any]] = {
     "sha1": hashlib.sha1,
@@ -184,8 +184,8 @@ def _walk(b: bytes, pos: int, end: int, depth: int) -> None:
             end = outer.pop()  # the child ended exactly where its parent continues
             depth -= 1
             continue
-        if depth > MAX_DEPTH:
-            raise _DerError(f"nesting deeper than {MAX_DEPTH} levels", pos)
+        if depth > _MAX_DEPTH:
+            raise _DerError(f"nesting deeper than {_MAX_DEPTH} levels", pos)
         tag = b[pos]
         if pos + 2 <= end and tag & 0x1F != 0x1F:
             first = b[pos + 1]
@@ -524,7 +524,7 @@ def validate_spki(data: Any) -> None:
 def parse_certificate(der: Any) -> CertificateInfo:
     """Read version, serial, names, validity and SPKI out of a DER certificate."""
     b, p = _checked(der)
-    return build_certificate_info(
+    return _build_certificate_info(
         b,
         p[0],
         b[p[1] : p[2]],
@@ -594,7 +594,7 @@ class PinSet:
                 raise TypeError(
                     f"pin {index}: algorithm must be a str, not {type(algorithm).__name__}"
                 )
-            size = DIGEST_SIZES.get(algorithm)
+            size = _DIGEST_SIZES.get(algorithm)
             if size is None:
                 raise ValueError(f"pin {index}: unknown hash algorithm {algorithm!r}")
             digest = _as_bytes(digest, f"pin {index}: digest")

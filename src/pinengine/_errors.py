@@ -1,4 +1,11 @@
-"""Exception classes shared by every part of pinengine."""
+"""Every exception class of pinengine, all under ``PinengineError``.
+
+Catch ``PinengineError`` for anything pinengine refuses on its own account;
+``PinMismatchError`` is also an ``ssl.SSLCertVerificationError``, so code that
+already handles certificate failures handles a pin failure too. (The gRPC
+hook's errors are grpc's own types and live in ``pinengine.hooks.grpc``.)
+The modules that raise these re-export them under their old names.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +37,31 @@ class HostnameError(PinengineError, ValueError):
     """
 
 
-class PinMismatchError(ssl.SSLCertVerificationError):
+class StoreError(PinengineError):
+    """A pin store cannot be used: corrupt data, an unreachable server, a bad import document.
+
+    The message names the file or key and says what is wrong. Corrupt data is
+    never overwritten or deleted by a store: it stays for inspection.
+    """
+
+
+class NoRecordError(PinengineError, LookupError):
+    """``add_pins`` was asked to extend the record of a host that has no live record."""
+
+
+class HPKPError(PinengineError, ValueError):
+    """A Public-Key-Pins header is malformed: the message quotes the header and names the problem.
+
+    RFC 7469 says a malformed header is ignored as a whole; ``note_response``
+    does that (and logs this message).
+    """
+
+
+class InsecurePinWarning(UserWarning):
+    """A SHA-1 pin was accepted because the caller explicitly allowed it."""
+
+
+class PinMismatchError(PinengineError, ssl.SSLCertVerificationError):
     """No configured pin matched the certificate chain, or the chain holds a blocked key.
 
     The message lists every certificate of the chain with its pin and subject,

@@ -68,15 +68,15 @@ def _backups(values: list[str]) -> list[tuple[str, str]]:
 
 
 def _entry(host: str, chain: list[bytes], backups: list[tuple[str, str]]) -> dict[str, Any]:
-    from . import _backend
-    from .pins import Pin
+    from ._backend import parse_certificate
+    from ._types import chain_role
+    from .pins import spki_pin
 
-    core = _backend.core
     index = 1 if len(chain) > 1 else 0
     der = chain[index]
-    info = core.parse_certificate(der)
-    role = ("intermediate" if index < len(chain) - 1 else "root") if index else "leaf"
-    pins = [(str(Pin("sha256", core.spki_sha256(der))),
+    info = parse_certificate(der)
+    role = chain_role(index, len(chain))
+    pins = [(str(spki_pin(der)),
              f"{role} CA key: {info.subject}, valid until {info.not_after:%Y-%m-%d}" if index
              else f"leaf key (the chain has no CA): {info.subject}")]
     pins += [b for b in backups if b[0] != pins[0][0]]

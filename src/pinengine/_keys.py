@@ -252,7 +252,7 @@ def public_keys(data: bytes | str, *, password: bytes | None = None) -> list[Pub
     Certificates are returned with an empty ``spki``: their own parser checks
     and reads them (see ``PublicKey.certificate``).
     """
-    from . import _backend
+    from ._backend import validate_spki
 
     raw = data.encode("utf-8", "replace") if isinstance(data, str) else bytes(data)
     is_pem = b"-----BEGIN " in raw
@@ -273,7 +273,7 @@ def public_keys(data: bytes | str, *, password: bytes | None = None) -> list[Pub
             if key.kind != kind:
                 raise CertificateParseError(f"{what}: the PEM label says {kind}, the content is a {key.kind}")
         if key.certificate is None:
-            _backend.core.validate_spki(key.spki)
+            validate_spki(key.spki)
         found.append(key)
     if not found:
         raise CertificateParseError("no certificate, public key, private key or certificate request found")

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
+from ._types import Status
 from .metrics import METRICS
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ class VerificationEvent:
 logging.getLogger("pinengine").addHandler(logging.NullHandler())
 
 _record = METRICS.record
-_VIOLATIONS = frozenset(("mismatch", "report-only"))
+_VIOLATIONS = frozenset((Status.MISMATCH, Status.REPORT_ONLY))
 
 
 def emit(event: VerificationEvent) -> None:
@@ -77,7 +78,7 @@ def _report(event: VerificationEvent) -> None:
         logging.getLogger("pinengine").exception("pin violation reporter failed")
 
 
-def store_error(policy: PinPolicy, hostname: str, entry: DomainEntry | None, error: BaseException) -> None:
+def store_error(policy: object, hostname: str, entry: DomainEntry | None, error: BaseException) -> None:
     """A dynamic-pin store could not be used for ``hostname``: log and count it (never raises)."""
     try:
         logging.getLogger("pinengine").error("pin store error for %s: %s", hostname, error)

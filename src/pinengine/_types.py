@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import enum
 from dataclasses import dataclass
 
 KIND_SPKI = 0
@@ -12,6 +13,48 @@ POS_LEAF = 1
 POS_INTERMEDIATE = 2
 POS_ROOT = 4
 POS_ANY = POS_LEAF | POS_INTERMEDIATE | POS_ROOT
+
+
+class Status(str, enum.Enum):
+    """What a verification decided: ``VerificationResult.status``, and the status of each verification event.
+
+    A ``str`` enum: each member equals, hashes, prints and formats as its
+    string (``Status.MATCH == "match"``), so code and documents that use the
+    strings keep working.
+    """
+
+    #: A pin matched (see ``VerificationResult.matches``).
+    MATCH = "match"
+    #: No entry covers the host; the chain passes.
+    NOT_PINNED = "not-pinned"
+    #: The entry has expired; it was not enforced (a warning was logged).
+    EXPIRED = "expired"
+    #: The entry is report-only and did not match; the connection may go on, the violation was reported.
+    REPORT_ONLY = "report-only"
+    #: No pin matched an enforced entry, or the chain holds a blocked key: refused (PinMismatchError).
+    MISMATCH = "mismatch"
+    #: A certificate of the chain is malformed: refused (CertificateParseError).
+    PARSE_ERROR = "parse-error"
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        return str.__format__(self, spec)
+
+    def __repr__(self) -> str:
+        return str.__repr__(self)
+
+
+def chain_role(index: int, length: int) -> str:
+    """The role of certificate ``index`` in a chain of ``length``: ``"leaf"``, ``"intermediate"`` or ``"root"``.
+
+    The first certificate is the leaf (also when it is the only one); the last
+    of several is the root.
+    """
+    if index == 0:
+        return "leaf"
+    return "root" if index == length - 1 else "intermediate"
 
 ALGORITHMS = ("sha1", "sha256", "sha384", "sha512")
 DIGEST_SIZES = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}

@@ -20,12 +20,14 @@ import sys
 from typing import Any, Sequence, TextIO
 
 from . import __version__, _backend
+from ._backend import cert_digest, hash_bytes, parse_certificate, spki_digest
 from ._errors import CertificateParseError, PinFormatError, PinMismatchError, PolicyError
-from ._hostnames import entry_spellings, to_unicode
+from ._hostnames import entry_spellings, normalize_hostname, to_unicode
 from ._keys import public_keys
 from ._pem import load_certificates
-from .pins import SPKI, Pin
-from .policy import REPORT_ONLY, DomainEntry, PinPolicy, normalize_hostname
+from ._types import Status, chain_role
+from .pins import SPKI, Pin, spki_pin
+from .policy import REPORT_ONLY, DomainEntry, PinPolicy
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -80,7 +82,6 @@ def _passphrase(args: argparse.Namespace) -> bytes | None:
 
 
 def _cmd_pins(args: argparse.Namespace, out: TextIO) -> int:
-    core = _backend.core
     status = EXIT_OK
     try:
         password = _passphrase(args)
@@ -98,7 +99,7 @@ def _cmd_pins(args: argparse.Namespace, out: TextIO) -> int:
             if key.certificate is None:
                 # A key or a CSR: only an SPKI pin exists. Nothing of a private
                 # key but its public half is printed.
-                spki = core.hash_bytes(key.spki, args.algorithm)
+                spki = hash_bytes(key.spki, args.algorithm)
                 pin = str(Pin(args.algorithm, spki))
                 if args.format == "json":
                     doc = {"file": path, "index": index, "kind": key.kind, "pin": pin,
@@ -109,14 +110,14 @@ def _cmd_pins(args: argparse.Namespace, out: TextIO) -> int:
                 continue
             der = key.certificate
             try:
-                info = core.parse_certificate(der)
+                info = parse_certificate(der)
             except CertificateParseError as exc:
                 print(f"pinengine pins: {path}: certificate {index}: {exc}", file=sys.stderr)
                 status = EXIT_USAGE
                 continue
-            spki = core.spki_digest(der, args.algorithm)
-            cert = core.cert_digest(der, args.algorithm)
-            spki_pin = str(Pin(args.algorithm, spki))
+            spki = spki_digest(der, args.algorithm)
+            cert = cert_digest(der, args.algorithm)
+            key_pin = str(Pin(args.algorithm, spki))
             cert_pin = str(Pin(args.algorithm, cert, "certificate"))
             if args.format == "json":
                 record = {
@@ -127,7 +128,7 @@ def _cmd_pins(args: argparse.Namespace, out: TextIO) -> int:
                     "issuer": info.issuer,
                     "not_before": _iso(info.not_before),
                     "not_after": _iso(info.not_after),
-                    "pin": spki_pin,
+                    "pin": key_pin,
                     "certificate_pin": cert_pin,
                     f"spki_{args.algorithm}": _b64(spki),
                     f"cert_{args.algorithm}": _b64(cert),
@@ -135,7 +136,7 @@ def _cmd_pins(args: argparse.Namespace, out: TextIO) -> int:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             else:
                 out.write(
-                    f"{path}[{index}] {spki_pin} {cert_pin} "
+                    f"{path}[{index}] {key_pin} {cert_pin} "
                     f"{_iso(info.not_before)}..{_iso(info.not_after)} "
                     f'subject="{info.subject}" issuer="{info.issuer}"\n'
                 )
@@ -441,12 +442,10 @@ class _VerifyOutput:
             self.out.write(line + "\n")
 
     def chain(self, title: str, key: str, chain: Sequence[bytes]) -> None:
-        core = _backend.core
         rows = []
         for i, der in enumerate(chain):
-            info = core.parse_certificate(der)
-            role = "leaf" if i == 0 else "root" if i == len(chain) - 1 else "intermediate"
-            rows.append({"index": i, "role": role, "pin": str(Pin("sha256", core.spki_sha256(der))),
+            info = parse_certificate(der)
+            rows.append({"index": i, "role": chain_role(i, len(chain)), "pin": str(spki_pin(der)),
                          "subject": info.subject})
         self.doc.setdefault("chains", {})[key] = rows
         if not self.json:
@@ -466,11 +465,11 @@ def _decide(rep: _VerifyOutput, policy: PinPolicy, host: str, chain: list[bytes]
     except PinMismatchError as exc:
         rep.say(f"decision: REFUSED\n{exc}", decision="refused", status="mismatch", message=str(exc))
         return rep.finish(EXIT_FAILED)
-    if result.status == "match":
+    if result.status == Status.MATCH:
         m = result.matches[0]
         rep.say(f"decision: accepted: {m.pin} matched certificate {m.index} ({m.role})",
                 decision="accepted", status=result.status, match={"pin": str(m.pin), "index": m.index, "role": m.role})
-    elif result.status == "not-pinned":
+    elif result.status == Status.NOT_PINNED:
         rep.say("decision: accepted: no policy entry covers this host (not pinned)",
                 decision="accepted", status=result.status)
     else:

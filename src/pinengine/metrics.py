@@ -54,6 +54,8 @@ import threading
 import weakref
 from typing import Any, Callable, Iterator
 
+from ._types import Status
+
 __all__ = [
     "METRICS",
     "Metrics",
@@ -86,13 +88,13 @@ COUNTERS = (
     "store_outage_passes",
 )
 # A decision's status -> the counter it adds to (besides verifications).
-_STATUS_COUNTER = {
-    "match": "matches",
-    "not-pinned": "not_pinned",
-    "expired": "expired_passes",
-    "report-only": "report_only",
-    "mismatch": "mismatches",
-    "parse-error": "parse_errors",
+_STATUS_COUNTER: dict[str, str] = {
+    Status.MATCH: "matches",
+    Status.NOT_PINNED: "not_pinned",
+    Status.EXPIRED: "expired_passes",
+    Status.REPORT_ONLY: "report_only",
+    Status.MISMATCH: "mismatches",
+    Status.PARSE_ERROR: "parse_errors",
 }
 _REPORT_OUTCOMES = {"sent": "reports_sent", "failed": "reports_failed", "dropped": "reports_dropped",
                     "suppressed": "reports_suppressed", "refused": "reports_refused"}
@@ -126,7 +128,7 @@ LATENCY_BUCKETS = (
     1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 1e-1,
 )
 
-_UNPINNED = ("", "", "not-pinned")
+_UNPINNED = ("", "", Status.NOT_PINNED)
 _OTHER_HOST = "_other"
 
 
@@ -265,12 +267,12 @@ class Metrics:
             status = event.status
             matches = event.matches
             key: tuple[str, ...]
-            if matches and status == "match":
+            if matches and status == Status.MATCH:
                 m = matches[0]
                 key = (event.hostname, entry.host if entry is not None else "", status, m.role, m.pin.kind, m.source)
             elif entry is not None:
                 key = (event.hostname, entry.host, status)
-            elif status == "not-pinned":
+            elif status == Status.NOT_PINNED:
                 key = unpinned
             else:
                 key = (event.hostname, "", status)

@@ -10,12 +10,12 @@ import warnings
 from dataclasses import dataclass
 from typing import Union
 
-from . import _backend
-from ._errors import CertificateParseError, PinFormatError
+from ._backend import cert_digest, hash_bytes, spki_digest, spki_sha256, validate_spki
+from ._errors import CertificateParseError, InsecurePinWarning, PinFormatError
 from ._pem import read_blocks
 from ._types import ALGORITHMS, DIGEST_SIZES, KIND_CERT, KIND_SPKI
 
-__all__ = ["Pin", "InsecurePinWarning", "SPKI", "CERTIFICATE"]
+__all__ = ["Pin", "InsecurePinWarning", "SPKI", "CERTIFICATE", "spki_pin"]
 
 #: Pin kinds: a pin on the public key (SubjectPublicKeyInfo), the recommended
 #: kind because it survives certificate renewal with the same key; and a pin
@@ -35,10 +35,6 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 #: The most pins ``Pin.parse_list`` reads from one list.
 MAX_PIN_LIST = 64
-
-
-class InsecurePinWarning(UserWarning):
-    """A SHA-1 pin was accepted because the caller explicitly allowed it."""
 
 
 def _sha1_gate(text: str, allow_sha1: bool) -> None:
@@ -253,11 +249,10 @@ class Pin:
         if kind not in _KIND_CODES:
             raise PinFormatError(f"unknown pin kind {kind!r}; use 'spki' or 'certificate'")
         _check_algorithm(algorithm)
-        core = _backend.core
         if kind == SPKI:
-            digest = core.spki_digest(der, algorithm)
+            digest = spki_digest(der, algorithm)
         else:
-            digest = core.cert_digest(der, algorithm)
+            digest = cert_digest(der, algorithm)
         return cls(algorithm, digest, kind)
 
     @classmethod
@@ -271,9 +266,8 @@ class Pin:
             der = blocks[0].der
         else:
             der = bytes(data)
-        core = _backend.core
-        core.validate_spki(der)
-        return cls(algorithm, core.hash_bytes(der, algorithm), SPKI)
+        validate_spki(der)
+        return cls(algorithm, hash_bytes(der, algorithm), SPKI)
 
     @classmethod
     def from_file(
@@ -295,7 +289,7 @@ class Pin:
                 if key.certificate is not None:
                     pins.append(cls._of_certificate(key.certificate, kind, algorithm))
                 elif kind == SPKI:
-                    pins.append(cls(algorithm, _backend.core.hash_bytes(key.spki, algorithm), SPKI))
+                    pins.append(cls(algorithm, hash_bytes(key.spki, algorithm), SPKI))
             if not pins:
                 raise CertificateParseError("no certificate in it")
         except CertificateParseError as exc:
@@ -306,3 +300,8 @@ class Pin:
 def _check_algorithm(algorithm: str) -> None:
     if algorithm not in ALGORITHMS:
         raise PinFormatError(f"unknown pin algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS)}")
+
+
+def spki_pin(der: bytes) -> Pin:
+    """The SHA-256 pin of a DER certificate's public key (CertificateParseError when it is malformed)."""
+    return Pin("sha256", spki_sha256(der))

@@ -31,8 +31,8 @@ import datetime as _dt
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from . import _backend
-from ._types import POS_INTERMEDIATE, POS_LEAF, POS_ROOT
+from ._backend import parse_certificate
+from ._types import chain_role
 from .pins import SPKI, Pin
 from .policy import DomainEntry, PinPolicy
 
@@ -81,14 +81,6 @@ def _window(window: float | _dt.timedelta) -> _dt.timedelta:
     return window if isinstance(window, _dt.timedelta) else _dt.timedelta(days=window)
 
 
-def _role(index: int, length: int) -> tuple[str, int]:
-    if index == 0:
-        return "leaf", POS_LEAF
-    if index == length - 1:
-        return "root", POS_ROOT
-    return "intermediate", POS_INTERMEDIATE
-
-
 def _days(delta: _dt.timedelta) -> str:
     days = delta.days
     return "1 day" if days == 1 else f"{days} days"
@@ -126,30 +118,6 @@ def _entry_finding(entry: DomainEntry, span: _dt.timedelta, now: _dt.datetime) -
     return None
 
 
-def _matches(entry: DomainEntry, chain: Sequence[bytes]) -> list[tuple[int, Pin]]:
-    """``(chain index, pin)`` for every pin of ``entry`` that matches a certificate it may match."""
-    core = _backend.core
-    digests: dict[tuple[int, str, str], bytes] = {}
-    out = []
-    n = len(chain)
-    for i, der in enumerate(chain):
-        _, position = _role(i, n)
-        for pin, allowed in zip(entry.pins, entry.positions):
-            if not allowed & position:
-                continue
-            key = (i, pin.kind, pin.algorithm)
-            digest = digests.get(key)
-            if digest is None:
-                if pin.kind == SPKI:
-                    digest = core.spki_digest(der, pin.algorithm)
-                else:
-                    digest = core.cert_digest(der, pin.algorithm)
-                digests[key] = digest
-            if digest == pin.digest:
-                out.append((i, pin))
-    return out
-
-
 def _check_entry(
     entry: DomainEntry,
     sample: ChainSample,
@@ -157,7 +125,6 @@ def _check_entry(
     span: _dt.timedelta,
     now: _dt.datetime,
 ) -> list[RotationFinding]:
-    core = _backend.core
     chain = sample.chain
     where = f"entry {entry.host!r}"
     found: list[RotationFinding] = []
@@ -169,7 +136,7 @@ def _check_entry(
             entry.host, sample.label,
         ))
         return found
-    infos = {i: core.parse_certificate(chain[i]) for i, _ in matches}
+    infos = {i: parse_certificate(chain[i]) for i, _ in matches}
     carriers: dict[int, list[Pin]] = {}
     for i, pin in matches:
         carriers.setdefault(i, []).append(pin)
@@ -179,7 +146,7 @@ def _check_entry(
     latest: _dt.datetime | None = None
     for i, pins in sorted(carriers.items()):
         info = infos[i]
-        role, _ = _role(i, len(chain))
+        role = chain_role(i, len(chain))
         left = info.not_after - now
         latest = info.not_after if latest is None else max(latest, info.not_after)
         pin_text = ", ".join(str(p) for p in pins)
@@ -238,11 +205,11 @@ def chain_findings(
                     None, sample.label,
                 ))
                 continue
-            found.extend(_check_entry(entry, sample, _matches(entry, sample.chain), span, now))
+            found.extend(_check_entry(entry, sample, policy._entry_matches(entry, sample.chain), span, now))
             continue
         hit = False
         for entry in policy.entries:
-            matches = _matches(entry, sample.chain)
+            matches = policy._entry_matches(entry, sample.chain)
             if matches:
                 hit = True
                 found.extend(_check_entry(entry, sample, matches, span, now))

@@ -27,6 +27,9 @@ from pinengine import CertificateParseError, Pin, PinPolicy, PolicyError, _pem, 
 from pinengine._pem import read_blocks
 from tests.certs import cached_chain, pem
 
+# Core and policy behaviour: every test here runs on both cores (tests/conftest.py).
+pytestmark = pytest.mark.both_cores
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 #: A linear reader takes milliseconds on these inputs; this is hundreds of times that.

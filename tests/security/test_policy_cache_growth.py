@@ -24,6 +24,9 @@ from tests.certs import Chain
 from tests.security.hpkp_peers import wildcard_chain
 from tests.tls import TLSServer
 
+# Core and policy behaviour: every test here runs on both cores (tests/conftest.py).
+pytestmark = pytest.mark.both_cores
+
 
 @pytest.fixture(scope="module")
 def wild() -> Chain:

@@ -24,6 +24,9 @@ from pinengine.stores import JSONFileStore, MemoryStore, RedisStore, SQLiteStore
 from tests.certs import Chain, make_chain
 from tests.tls import TLSServer
 
+# Core and policy behaviour: every test here runs on both cores (tests/conftest.py).
+pytestmark = pytest.mark.both_cores
+
 HOST = "localhost"
 TEN_YEARS = 10 * 365 * 24 * 3600
 

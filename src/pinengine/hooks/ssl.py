@@ -22,7 +22,8 @@ from collections import OrderedDict
 from typing import Any, Sequence, cast
 
 from .._errors import PinMismatchError
-from ..policy import PinPolicy, VerificationResult, normalize_hostname
+from .._hostnames import normalize_hostname
+from ..policy import PinPolicy, VerificationResult
 
 __all__ = ["PinnedSSLContext", "create_pinned_context", "peer_chains", "pin_context"]
 

@@ -11,7 +11,7 @@ import binascii
 import urllib.parse
 from dataclasses import dataclass
 
-from .._errors import PinengineError
+from .._errors import HPKPError
 from ..pins import Pin
 
 __all__ = [
@@ -53,14 +53,6 @@ _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHI
 _OWS = " \t"
 _PIN_DIRECTIVE = "pin-sha256"
 _SHA256_B64_LEN = 44
-
-
-class HPKPError(PinengineError, ValueError):
-    """A Public-Key-Pins header is malformed: the message quotes the header and names the problem.
-
-    RFC 7469 says a malformed header is ignored as a whole; ``note_response``
-    does that (and logs this message).
-    """
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Callable, Iterable, Union
 
-from .._errors import PinengineError
+from .._errors import NoRecordError, StoreError
 from .._hostnames import normalize_hostname
 from ..pins import Pin
 
@@ -71,18 +71,6 @@ def noted_domain(host: str) -> str:
     if len(labels) >= 3 and len(labels[-1]) == 2 and labels[-1].isalpha() and labels[-2] in _GENERIC_SECOND_LEVEL:
         return ".".join(labels[-3:])
     return ".".join(labels[-2:])
-
-
-class StoreError(PinengineError):
-    """A pin store cannot be used: corrupt data, an unreachable server, a bad import document.
-
-    The message names the file or key and says what is wrong. Corrupt data is
-    never overwritten or deleted by a store: it stays for inspection.
-    """
-
-
-class NoRecordError(PinengineError, LookupError):
-    """``add_pins`` was asked to extend the record of a host that has no live record."""
 
 
 def _normalize(host: str) -> str:

@@ -1,0 +1,292 @@
+"""The policy file schema: TOML/JSON files and mappings read into entries, and written back.
+
+``PinPolicy.from_file`` / ``from_mapping`` / ``to_mapping`` call these. Every
+problem raises PolicyError naming the file (or mapping) and the place in it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, Any, Mapping, Union
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+from ._entries import _MODES, _POSITION_NAMES, ENFORCE, POSITIONS, DomainEntry, _parse_host
+from ._errors import PinFormatError, PolicyError
+from ._types import POS_ANY
+from .pins import Pin
+
+if TYPE_CHECKING:
+    from .policy import PinPolicy
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+_ENTRY_KEYS = {
+    "host",
+    "pins",
+    "include_subdomains",
+    "mode",
+    "expires",
+    "report_uri",
+    "position",
+    "blocked_pins",
+    "require_backup_pin",
+    "dynamic",
+    "record_issuer",
+    "ttl",
+}
+_POLICY_KEYS = {"version", "domains", "blocked_pins", "allow_sha1", "hpkp"}
+_PIN_KEYS = {"pin", "position"}
+
+#: The longest ``ttl`` a dynamic entry may give its recorded keys: ten years.
+#: That outlives any certificate in use (public ones last at most 398 days,
+#: private CAs commonly ten years), and now + MAX_TTL stays far inside what
+#: every store and ``datetime`` can hold (Redis PEXPIREAT, year 9999). For
+#: keys that never expire, leave ``ttl`` out.
+MAX_TTL = 10 * 365 * 24 * 3600
+
+
+def _unknown_key(where: str, key: str, allowed: set[str]) -> PolicyError:
+    hint = difflib.get_close_matches(key, sorted(allowed), n=1)
+    extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return PolicyError(f"{where}: unknown key {key!r}{extra}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _parse_expires(where: str, value: Any) -> _dt.datetime | None:
+    """``expires`` is a date (pins hold through that day, UTC) or a timezone-aware datetime."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = _dt.date.fromisoformat(value) if len(value) == 10 else _dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise PolicyError(f"{where}.expires: {value!r} is not a date (YYYY-MM-DD) or ISO 8601 datetime") from None
+    try:
+        if isinstance(value, _dt.datetime):
+            if value.tzinfo is None:
+                raise PolicyError(
+                    f"{where}.expires: datetime {value.isoformat()!r} has no timezone; add one (Z or +00:00)"
+                )
+            return value.astimezone(_dt.timezone.utc)
+        if isinstance(value, _dt.date):
+            day = _dt.datetime(value.year, value.month, value.day, tzinfo=_dt.timezone.utc)
+            return day + _dt.timedelta(days=1)
+    except OverflowError:
+        raise PolicyError(f"{where}.expires: {value} is outside the dates pinengine can handle") from None
+    raise PolicyError(f"{where}.expires: expected a date, not {type(value).__name__}")
+
+
+def read_file(path: PathLike) -> tuple[Any, str]:
+    """The data of a TOML (``.toml``) or JSON (``.json``) policy file, and the name to quote it by."""
+    name = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise PolicyError(f"{name}: cannot read policy: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"{name}: not UTF-8 text (byte {exc.start})") from None
+    is_json = name.lower().endswith(".json") or (
+        not name.lower().endswith(".toml") and text.lstrip().startswith("{")
+    )
+    try:
+        data = json.loads(text) if is_json else tomllib.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PolicyError(f"{name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{name}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise PolicyError(f"{name}: nested too deeply to be a policy") from None
+    except ValueError as exc:  # e.g. an integer longer than Python converts
+        raise PolicyError(f"{name}: cannot be read: {exc}") from None
+    return data, name
+
+
+def read_mapping(mapping: Mapping[str, Any], source: str) -> tuple[list[DomainEntry], list[Pin], bool, bool]:
+    """A mapping of the file schema (``{"domains": [...]}``) as (entries, blocked pins, allow_sha1, hpkp)."""
+    if not isinstance(mapping, Mapping):
+        raise PolicyError(f"{source}: a policy is a table/object, not {type(mapping).__name__}")
+    for key in mapping:
+        if key not in _POLICY_KEYS:
+            raise _unknown_key(source, key, _POLICY_KEYS)
+    version = mapping.get("version", 1)
+    if type(version) is not int or version != 1:
+        raise PolicyError(f"{source}: version {version!r} is not supported (this pinengine reads version 1)")
+    allow_sha1 = mapping.get("allow_sha1", False)
+    if not isinstance(allow_sha1, bool):
+        raise PolicyError(f"{source}: allow_sha1 must be true or false")
+    domains = mapping.get("domains")
+    if domains is None:
+        raise PolicyError(f"{source}: no 'domains' list")
+    if not isinstance(domains, list):
+        raise PolicyError(f"{source}: 'domains' must be a list, not {type(domains).__name__}")
+    blocked = _parse_pin_list(f"{source}: blocked_pins", mapping.get("blocked_pins", []), allow_sha1)
+    hpkp = mapping.get("hpkp", False)
+    if not isinstance(hpkp, bool):
+        raise PolicyError(f"{source}: hpkp must be true or false")
+    entries = [
+        _parse_entry(f"{source}: domains[{i}]", item, allow_sha1) for i, item in enumerate(domains)
+    ]
+    return entries, blocked, allow_sha1, hpkp
+
+
+def to_mapping(policy: PinPolicy) -> dict[str, Any]:
+    """``policy`` in the file schema (JSON-serialisable), the inverse of ``read_mapping``."""
+    domains = []
+    for e in policy.entries:
+        d: dict[str, Any] = {"host": e.host}
+        d["pins"] = [
+            str(p) if pos == POS_ANY else {"pin": str(p), "position": _POSITION_NAMES[pos]}
+            for p, pos in zip(e.pins, e.positions)
+        ]
+        if e.include_subdomains:
+            d["include_subdomains"] = True
+        if e.mode != ENFORCE:
+            d["mode"] = e.mode
+        if e.expires is not None:
+            d["expires"] = e.expires.isoformat()
+        if e.report_uri:
+            d["report_uri"] = list(e.report_uri)
+        if e.blocked_pins:
+            d["blocked_pins"] = [str(p) for p in e.blocked_pins]
+        if not e.require_backup_pin:
+            d["require_backup_pin"] = False
+        if e.dynamic:
+            d["dynamic"] = True
+        if e.record_issuer:
+            d["record_issuer"] = True
+        if e.ttl is not None:
+            d["ttl"] = e.ttl
+        domains.append(d)
+    out: dict[str, Any] = {"version": 1}
+    if policy.allow_sha1:
+        out["allow_sha1"] = True
+    if policy.hpkp:
+        out["hpkp"] = True
+    if policy.blocked_pins:
+        out["blocked_pins"] = [str(p) for p in policy.blocked_pins]
+    out["domains"] = domains
+    return out
+
+
+def _parse_pin_list(where: str, value: Any, allow_sha1: bool) -> list[Pin]:
+    if not isinstance(value, list):
+        raise PolicyError(f"{where}: expected a list of pins, not {type(value).__name__}")
+    pins = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise PolicyError(f"{where}[{i}]: expected a pin string, not {type(item).__name__}")
+        try:
+            pins.append(Pin.parse(item, allow_sha1=allow_sha1))
+        except PinFormatError as exc:
+            raise PolicyError(f"{where}[{i}]: {exc}") from None
+    return pins
+
+
+def _parse_position(where: str, value: Any) -> int:
+    if not isinstance(value, str) or value not in POSITIONS:
+        raise PolicyError(f"{where}: position {value!r} is not one of {', '.join(POSITIONS)}")
+    return POSITIONS[value]
+
+
+def _parse_entry(where: str, item: Any, allow_sha1: bool) -> DomainEntry:
+    if not isinstance(item, Mapping):
+        raise PolicyError(f"{where}: a domain entry is a table/object, not {type(item).__name__}")
+    for key in item:
+        if key not in _ENTRY_KEYS:
+            raise _unknown_key(where, key, _ENTRY_KEYS)
+    if "host" not in item:
+        raise PolicyError(f"{where}: missing 'host'")
+    for flag in ("include_subdomains", "require_backup_pin", "dynamic", "record_issuer"):
+        if flag in item and not isinstance(item[flag], bool):
+            raise PolicyError(f"{where}.{flag}: must be true or false")
+    include_subdomains = item.get("include_subdomains", False)
+    host = _parse_host(where, item["host"], include_subdomains)
+    where = f"{where} ({item['host']})"
+    default_position = _parse_position(f"{where}.position", item.get("position", "any"))
+    dynamic = item.get("dynamic", False)
+    raw_pins = item.get("pins", [] if dynamic else None)
+    if raw_pins is None:
+        raise PolicyError(f"{where}: missing 'pins'")
+    if not isinstance(raw_pins, list):
+        raise PolicyError(f"{where}.pins: expected a list, not {type(raw_pins).__name__}")
+    pins: list[Pin] = []
+    positions: list[int] = []
+    seen: set[Pin] = set()
+    for i, raw in enumerate(raw_pins):
+        pwhere = f"{where}.pins[{i}]"
+        position = default_position
+        if isinstance(raw, Mapping):
+            for key in raw:
+                if key not in _PIN_KEYS:
+                    raise _unknown_key(pwhere, key, _PIN_KEYS)
+            if "pin" not in raw:
+                raise PolicyError(f"{pwhere}: missing 'pin'")
+            if "position" in raw:
+                position = _parse_position(f"{pwhere}.position", raw["position"])
+            raw = raw["pin"]
+        if not isinstance(raw, str):
+            raise PolicyError(f"{pwhere}: expected a pin string, not {type(raw).__name__}")
+        try:
+            pin = Pin.parse(raw, allow_sha1=allow_sha1)
+        except PinFormatError as exc:
+            raise PolicyError(f"{pwhere}: {exc}") from None
+        if pin in seen:
+            raise PolicyError(f"{pwhere}: {pin} is listed twice")
+        seen.add(pin)
+        pins.append(pin)
+        positions.append(position)
+    mode = item.get("mode", ENFORCE)
+    if mode not in _MODES:
+        raise PolicyError(f"{where}.mode: {mode!r} is not one of {', '.join(_MODES)}")
+    report_uri = item.get("report_uri", ())
+    if isinstance(report_uri, str):
+        report_uri = (report_uri,)
+    if not isinstance(report_uri, (list, tuple)) or not all(isinstance(u, str) for u in report_uri):
+        raise PolicyError(f"{where}.report_uri: expected a URL or a list of URLs")
+    for uri in report_uri:
+        if not (uri.startswith("https://") or uri.startswith("http://")):
+            raise PolicyError(f"{where}.report_uri: {uri!r} is not an http(s) URL")
+    return DomainEntry(
+        host=host,
+        pins=tuple(pins),
+        positions=tuple(positions),
+        include_subdomains=include_subdomains,
+        mode=mode,
+        expires=_parse_expires(where, item.get("expires")),
+        report_uri=tuple(report_uri),
+        blocked_pins=tuple(_parse_pin_list(f"{where}.blocked_pins", item.get("blocked_pins", []), allow_sha1)),
+        require_backup_pin=item.get("require_backup_pin", True),
+        dynamic=dynamic,
+        record_issuer=item.get("record_issuer", False),
+        ttl=_parse_ttl(where, item.get("ttl")),
+    )
+
+
+def _check_ttl(where: str, value: Any) -> float:
+    """``value`` as seconds, if it is a number in (0, MAX_TTL]; PolicyError naming ``where`` otherwise."""
+    # bool is an int, and True would be one second; nan compares false, so
+    # the range test refuses it with inf and integers too big for a float.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TTL:
+        if not isinstance(value, (int, float)):
+            shown = f"a {type(value).__name__}"
+        elif isinstance(value, int) and abs(value) > 2**64:
+            shown = f"an integer of {value.bit_length()} bits"  # str() of a huge int is itself refused
+        else:
+            shown = repr(value)
+        raise PolicyError(f"{where}: must be a number of seconds above 0 and at most {MAX_TTL} (ten years), not {shown}")
+    return float(value)
+
+
+def _parse_ttl(where: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    return _check_ttl(f"{where}.ttl", value)
