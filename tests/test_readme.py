@@ -28,8 +28,10 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert "pinengine pins" in commands[0] and "pinengine verify" in commands[0]
     assert "pytest" in commands[1]
     ci = (ROOT / ".ci" / "run").read_text()
-    # .ci/run runs the README's test command (after its own venv set-up)
+    # .ci/run runs the README's test command (after its own venv set-up, in
+    # a directory of its own: $VENV, so it never deletes the reader's .venv)
     assert commands[1].startswith("bash .ci/programs && ") and "bash .ci/programs\n" in ci
     test_cmd = commands[1][commands[1].index(".venv/bin/python -m pytest") :]
-    assert test_cmd in ci, test_cmd
+    assert test_cmd.replace(".venv/bin/", "$VENV/bin/") in ci, test_cmd
+    assert "VENV=.ci/.venv" in ci
     assert os.access(ROOT / ".ci" / "run", os.X_OK)

@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 __all__ = [
     "MAX_REPORT_URI_LENGTH",
     "MAX_SERVER_REPORT_URIS",
-    "Refused",
     "Target",
     "address_problem",
     "check_addresses",
@@ -47,7 +46,7 @@ _NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
-class Refused(Exception):
+class _Refused(Exception):
     """A report URI that may not be used; the message says why (after the URI)."""
 
 
@@ -109,53 +108,53 @@ class Target:
 
 
 def parse_target(uri: str, *, server: bool) -> Target:
-    """Parse a report URI; raise ``Refused`` when it may not be used (server-chosen ones are held stricter)."""
+    """Parse a report URI; raise ``_Refused`` when it may not be used (server-chosen ones are held stricter)."""
     if not isinstance(uri, str):
-        raise Refused("is not a string")
+        raise _Refused("is not a string")
     if server and len(uri) > MAX_REPORT_URI_LENGTH:
-        raise Refused(f"is longer than {MAX_REPORT_URI_LENGTH} characters")
+        raise _Refused(f"is longer than {MAX_REPORT_URI_LENGTH} characters")
     if not _PRINTABLE_ASCII.fullmatch(uri):
-        raise Refused("holds a space, a control character or a non-ASCII character")
+        raise _Refused("holds a space, a control character or a non-ASCII character")
     try:
         parts = urlsplit(uri)
         host = parts.hostname
     except ValueError as exc:  # unbalanced or invalid [brackets]
-        raise Refused(f"is not a valid URL ({exc})") from None
+        raise _Refused(f"is not a valid URL ({exc})") from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
-        raise Refused("is not an http(s) URL")
+        raise _Refused("is not an http(s) URL")
     if server and scheme != "https":
-        raise Refused("is not https (a server-chosen report URI must be)")
+        raise _Refused("is not https (a server-chosen report URI must be)")
     if server and "@" in parts.netloc:
-        raise Refused("carries user information")
+        raise _Refused("carries user information")
     if not host:
-        raise Refused("has no host")
+        raise _Refused("has no host")
     try:
         given_port = parts.port
     except ValueError:
-        raise Refused("has an invalid port") from None
+        raise _Refused("has an invalid port") from None
     if given_port == 0:
-        raise Refused("has an invalid port")
+        raise _Refused("has an invalid port")
     default_port = 443 if scheme == "https" else 80
     port = default_port if given_port is None else given_port
     literal = ip(host)
     if literal is None and "[" in parts.netloc:
-        raise Refused("has an invalid IP literal in [brackets]")
+        raise _Refused("has an invalid IP literal in [brackets]")
     if literal is None:
         if host.endswith("."):
             host = host[:-1]
         if server:
             labels = host.split(".")
             if len(host) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
-                raise Refused("has an invalid host name")
+                raise _Refused("has an invalid host name")
             if _NUMERIC_LABEL.fullmatch(labels[-1]):
-                raise Refused("spells an IPv4 address as a host name")
+                raise _Refused("spells an IPv4 address as a host name")
             if len(labels) < 2:
-                raise Refused("names a single-label (intranet) host")
+                raise _Refused("names a single-label (intranet) host")
     elif server:
         problem = address_problem(literal)
         if problem is not None:
-            raise Refused(f"names {literal}, {problem}")
+            raise _Refused(f"names {literal}, {problem}")
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
@@ -166,7 +165,7 @@ def parse_target(uri: str, *, server: bool) -> Target:
 
 
 def check_addresses(target: Target, infos: list[tuple[Any, ...]]) -> None:
-    """Raise ``Refused`` unless every address a server-chosen ``target`` resolved to is public.
+    """Raise ``_Refused`` unless every address a server-chosen ``target`` resolved to is public.
 
     ``infos`` are ``getaddrinfo`` results; the connection then goes to one of
     these (no second lookup, so DNS rebinding cannot move it).
@@ -178,7 +177,7 @@ def check_addresses(target: Target, infos: list[tuple[Any, ...]]) -> None:
         parsed = ip(address)
         problem = "not an IP address" if parsed is None else address_problem(parsed)
         if problem is not None:
-            raise Refused(f"{target.host} resolves to {address}, {problem}")
+            raise _Refused(f"{target.host} resolves to {address}, {problem}")
 
 
 def shown(uri: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 
 from ._destinations import Target, check_addresses, ip
 
-__all__ = ["MAX_LOOKUPS", "MAX_RESPONSE_HEAD", "BadAnswer", "check_headers", "post"]
+__all__ = ["MAX_LOOKUPS", "MAX_RESPONSE_HEAD", "check_headers", "post"]
 
 #: The most bytes of a collector's answer that are read: its status line and
 #: headers (the body is never read). Only the status and ``Retry-After``
@@ -55,7 +55,7 @@ if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_reset_lookups)
 
 
-class BadAnswer(Exception):
+class _BadAnswer(Exception):
     """A collector's answer that is not HTTP, or is too long."""
 
 
@@ -78,7 +78,7 @@ def post(
 
     ``headers`` (the operator's) are sent to the operator's destinations only;
     ``tls_context()`` gives the context of an https destination. Raises
-    ``Refused`` for a server-chosen destination that resolves to a
+    ``_Refused`` for a server-chosen destination that resolves to a
     non-public address.
     """
     deadline = time.monotonic() + timeout
@@ -92,7 +92,7 @@ def post(
             sock.close()
     except OSError as exc:
         return "retry", None, f"{type(exc).__name__}: {exc}"
-    except BadAnswer as exc:
+    except _BadAnswer as exc:
         return "fail", None, str(exc)
     if 200 <= status < 300:
         return "sent", None, str(status)
@@ -121,7 +121,7 @@ def _request(target: Target, body: bytes, operator_headers: Mapping[str, str]) -
 
 
 def _connect(target: Target, deadline: float, tls_context: Callable[[], ssl.SSLContext]) -> socket.socket:
-    """A connection (TLS done, for https) to ``target``; raise ``Refused`` for a non-public server-chosen one."""
+    """A connection (TLS done, for https) to ``target``; raise ``_Refused`` for a non-public server-chosen one."""
     infos = _resolve(target.host, target.port, deadline, target.server)
     if not infos:
         raise OSError(f"{target.host} has no address")
@@ -232,7 +232,7 @@ def _read_answer(sock: socket.socket, deadline: float) -> tuple[int, float | Non
             scanned = 0
             continue
         if total >= MAX_RESPONSE_HEAD:
-            raise BadAnswer(f"the answer's head is longer than {MAX_RESPONSE_HEAD} bytes")
+            raise _BadAnswer(f"the answer's head is longer than {MAX_RESPONSE_HEAD} bytes")
         sock.settimeout(_left(deadline))
         chunk = sock.recv(min(_RECV_SIZE, MAX_RESPONSE_HEAD - total))
         if not chunk:
@@ -245,7 +245,7 @@ def _parse_head(head: bytes) -> tuple[int, float | None]:
     lines = head.split(b"\n")
     match = _STATUS_LINE.fullmatch(lines[0])
     if match is None:
-        raise BadAnswer(f"the answer is not HTTP: {lines[0][:80]!r}")
+        raise _BadAnswer(f"the answer is not HTTP: {lines[0][:80]!r}")
     retry_after = None
     for line in lines[1:]:
         name, _, value = line.partition(b":")

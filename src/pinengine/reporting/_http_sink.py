@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 from ..metrics import METRICS
 from ._admission import Admission
 from ._delivery import DEFAULT_WORKERS, Delivery, Job
-from ._destinations import MAX_SERVER_REPORT_URIS, Refused, Target, parse_target, shown
+from ._destinations import MAX_SERVER_REPORT_URIS, Target, _Refused, parse_target, shown
 from ._http_client import check_headers, post
 from ._report import ViolationReport
 
@@ -125,7 +125,7 @@ class HTTPSink:
         for uri in self.uris:
             try:
                 self._own_targets[uri] = parse_target(uri, server=False)
-            except Refused as exc:
+            except _Refused as exc:
                 raise ValueError(f"report URI {shown(uri)} {exc}") from None
         self.headers = dict(headers or {})
         check_headers(self.headers)
@@ -205,7 +205,7 @@ class HTTPSink:
                 continue
             try:
                 targets.append(parse_target(uri, server=False))
-            except Refused as exc:  # a policy entry's report_uri that cannot be used
+            except _Refused as exc:  # a policy entry's report_uri that cannot be used
                 self._refuse(report, uri, str(exc), "failed")
         chosen: list[Target] = []
         for uri in server:
@@ -215,7 +215,7 @@ class HTTPSink:
                 continue
             try:
                 chosen.append(parse_target(uri, server=True))
-            except Refused as exc:
+            except _Refused as exc:
                 self._refuse(report, uri, f"was chosen by the server and {exc}")
         if not targets and not chosen:
             return
@@ -274,7 +274,7 @@ class HTTPSink:
         try:
             context = self._server_tls_context if target.server else self._operator_tls_context
             return post(target, job.report.to_json(), timeout=self.timeout, headers=self.headers, tls_context=context)
-        except Refused as exc:
+        except _Refused as exc:
             return "refused", None, str(exc)
         except Exception as exc:  # a bug or an odd URL must not kill the sender
             _delivery_log.exception("sending a pin violation report to %s failed", shown(target.uri))
