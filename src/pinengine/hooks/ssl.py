@@ -343,7 +343,8 @@ def create_pinned_context(
 
     Certificates are validated against the given CA locations, or the
     system's default trust store when none is given; hostname checking is
-    on. Pins are then matched against the chain that validation built. If
+    on; renegotiation is refused (``OP_NO_RENEGOTIATION``: a second
+    handshake after the pin check would bring a certificate no check sees). Pins are then matched against the chain that validation built. If
     the caller switches validation off (``verify_mode = CERT_NONE``), only
     pins on the leaf can match, and a blocked key anywhere in the chain the
     server sent refuses the connection.
@@ -355,6 +356,10 @@ def create_pinned_context(
     # The same settings as ssl.create_default_context(Purpose.SERVER_AUTH).
     context.verify_mode = _ssl.CERT_REQUIRED
     context.check_hostname = True
+    # A renegotiation is a second full handshake run inside a read or a write,
+    # after the pin check: its certificate would never be checked. Refused
+    # (as the gRPC contexts do); TLS 1.3 has no renegotiation at all.
+    context.options |= _ssl.OP_NO_RENEGOTIATION
     if cafile or capath or cadata:
         context.load_verify_locations(cafile, capath, cadata)
     else:
