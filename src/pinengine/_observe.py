@@ -74,20 +74,26 @@ def _report(event: VerificationEvent) -> None:
         logging.getLogger("pinengine").exception("pin violation reporter failed")
 
 
-#: Seconds between two "pin store error" log lines of one policy. During a store outage
-#: every handshake of a dynamic (or, with HPKP, any) host fails on the store,
-#: at the rate clients or servers choose: one ERROR line each would let them
-#: flood the logs (and slow every handshake by a log write). Each error is
-#: still counted (``store_errors``); a line says how many were held back.
+#: At most STORE_ERROR_LOG_BURST "pin store error" lines per
+#: STORE_ERROR_LOG_INTERVAL seconds, per policy. During a store outage every
+#: handshake of a dynamic (or, with HPKP, any) host fails on the store, at
+#: the rate clients or servers choose: one ERROR line each would let them
+#: flood the logs (and slow every handshake by a log write). The first few
+#: hosts of a window are named; every error is still counted
+#: (``store_errors``), and the first line of the next window says how many
+#: were held back.
 STORE_ERROR_LOG_INTERVAL = 10.0
+STORE_ERROR_LOG_BURST = 10
 
 
 class _Throttle:
-    """At most one log line per ``interval`` seconds; counts the lines held back in between."""
+    """At most ``burst`` log lines per window of ``interval`` seconds; counts the lines held back."""
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, burst: int) -> None:
         self.interval = interval
-        self._next = 0.0
+        self.burst = burst
+        self._window_end = 0.0
+        self._used = 0
         self._held = 0
         self._lock = threading.Lock()
 
@@ -95,10 +101,13 @@ class _Throttle:
         """None: hold this line back. Otherwise log it: how many lines were held back since the last one."""
         at = time.monotonic()
         with self._lock:
-            if at < self._next:
+            if at >= self._window_end:
+                self._window_end, self._used = at + self.interval, 0
+            if self._used >= self.burst:
                 self._held += 1
                 return None
-            held, self._held, self._next = self._held, 0, at + self.interval
+            self._used += 1
+            held, self._held = self._held, 0
             return held
 
 
@@ -112,7 +121,7 @@ def _store_error_log(policy: Any) -> _Throttle:
     with _store_error_logs_lock:
         throttle = _store_error_logs.get(policy)
         if throttle is None:
-            throttle = _store_error_logs[policy] = _Throttle(STORE_ERROR_LOG_INTERVAL)
+            throttle = _store_error_logs[policy] = _Throttle(STORE_ERROR_LOG_INTERVAL, STORE_ERROR_LOG_BURST)
         return throttle
 
 
