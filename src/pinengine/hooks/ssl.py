@@ -88,6 +88,14 @@ def _check(conn: Any, context: PinnedSSLContext) -> VerificationResult:
         # that a blocked key anywhere in it refuses the connection; only the
         # leaf can match a pin.
         chain = served
+    elif not context.check_hostname:
+        # The trust store validated the chain, but not for this host name
+        # (check_hostname off; urllib3 with assert_hostname matches names
+        # itself, after the handshake): it shows that a CA vouches for some
+        # name, not for this one. A CA pin would let any certificate of that
+        # CA through, and a first key recorded from it could be anyone's: so,
+        # as under CERT_NONE, only the leaf can match and nothing is recorded.
+        chain, validated = verified or served, False
     elif verified:
         chain = verified
         context._remember_chain(hostname, chain)
@@ -347,7 +355,9 @@ def create_pinned_context(
     handshake after the pin check would bring a certificate no check sees). Pins are then matched against the chain that validation built. If
     the caller switches validation off (``verify_mode = CERT_NONE``), only
     pins on the leaf can match, and a blocked key anywhere in the chain the
-    server sent refuses the connection.
+    server sent refuses the connection. The same holds when only host-name
+    checking is switched off (``check_hostname = False``): a chain validated
+    for another name proves nothing about this one.
     """
     if not isinstance(policy, PinPolicy):
         raise TypeError(f"policy must be a PinPolicy, not {type(policy).__name__}")
