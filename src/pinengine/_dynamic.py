@@ -280,11 +280,17 @@ class DynamicPins:
                     f"  No key is recorded for {name} yet, and a first key is recorded only from a chain "
                     "a trust store validated."
                 )
+            from . import _dynamic_cap
+
+            if not _dynamic_cap.room(self, entry):  # a wildcard entry records a bounded number of names
+                return (), _dynamic_cap.refusal(name, entry)
             pins = [str(spki_pin(chain[0]))]
             if entry.record_issuer and len(chain) > 1:
                 pins.append(str(spki_pin(chain[1])))
             mine = PinRecord.create(name, pins, source="tofu", ttl=entry.ttl)
             record = self.store.record_first(mine)
+            if record == mine:
+                _dynamic_cap.recorded(self, entry)
             self._records.put(name, (record, time.monotonic()))
             fresh = True
         matches = self._match_record(record, chain, verified)

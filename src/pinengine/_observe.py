@@ -11,6 +11,9 @@ policy has none.
 from __future__ import annotations
 
 import logging
+import threading
+import time
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -78,10 +81,66 @@ def _report(event: VerificationEvent) -> None:
         logging.getLogger("pinengine").exception("pin violation reporter failed")
 
 
+#: At most STORE_ERROR_LOG_BURST "pin store error" lines per
+#: STORE_ERROR_LOG_INTERVAL seconds, per policy. During a store outage every
+#: handshake of a dynamic (or, with HPKP, any) host fails on the store, at
+#: the rate clients or servers choose: one ERROR line each would let them
+#: flood the logs (and slow every handshake by a log write). The first few
+#: hosts of a window are named; every error is still counted
+#: (``store_errors``), and the first line of the next window says how many
+#: were held back.
+STORE_ERROR_LOG_INTERVAL = 10.0
+STORE_ERROR_LOG_BURST = 10
+
+
+class _Throttle:
+    """At most ``burst`` log lines per window of ``interval`` seconds; counts the lines held back."""
+
+    def __init__(self, interval: float, burst: int) -> None:
+        self.interval = interval
+        self.burst = burst
+        self._window_end = 0.0
+        self._used = 0
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def ready(self) -> int | None:
+        """None: hold this line back. Otherwise log it: how many lines were held back since the last one."""
+        at = time.monotonic()
+        with self._lock:
+            if at >= self._window_end:
+                self._window_end, self._used = at + self.interval, 0
+            if self._used >= self.burst:
+                self._held += 1
+                return None
+            self._used += 1
+            held, self._held = self._held, 0
+            return held
+
+
+# One throttle per policy (a gateway has a few, long-lived): an outage seen
+# through one policy does not silence another's first message.
+_store_error_logs: weakref.WeakKeyDictionary[Any, _Throttle] = weakref.WeakKeyDictionary()
+_store_error_logs_lock = threading.Lock()
+
+
+def _store_error_log(policy: Any) -> _Throttle:
+    with _store_error_logs_lock:
+        throttle = _store_error_logs.get(policy)
+        if throttle is None:
+            throttle = _store_error_logs[policy] = _Throttle(STORE_ERROR_LOG_INTERVAL, STORE_ERROR_LOG_BURST)
+        return throttle
+
+
 def store_error(policy: object, hostname: str, entry: DomainEntry | None, error: BaseException) -> None:
-    """A dynamic-pin store could not be used for ``hostname``: log and count it (never raises)."""
+    """A dynamic-pin store could not be used for ``hostname``: count it, and log it (rate-limited; never raises)."""
     try:
-        logging.getLogger("pinengine").error("pin store error for %s: %s", hostname, error)
+        held = _store_error_log(policy).ready()
+        if held is not None:
+            logging.getLogger("pinengine").error(
+                "pin store error for %s: %s%s", hostname, error,
+                f" ({held} more store errors since the last message, not logged)" if held else "",
+            )
         from .metrics import count_store_error
 
         count_store_error(hostname, entry)

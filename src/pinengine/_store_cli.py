@@ -96,7 +96,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     o.add_argument("host")
     o.add_argument("pins", nargs="+", metavar="PIN")
     o.add_argument("--replace", action="store_true", help="trust only these keys from now on")
-    o.add_argument("--ttl", type=float, help="seconds the record stays valid (new or replaced records)")
+    o.add_argument("--ttl", type=float,
+                   help="seconds the record stays valid (new or replaced records; above 0, at most ten years)")
     o = ops.add_parser("forget", help="remove a host's record (its next validated connection records anew)")
     o.add_argument("host")
     _store_options(o)
@@ -143,6 +144,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                 return EXIT_FAILED
             out.write(json.dumps(_document(found), indent=None if args.format == "json" else 2) + "\n")
         elif action == "accept":
+            if args.ttl is not None:
+                from ._schema import _check_ttl
+
+                _check_ttl("--ttl", args.ttl)  # the bound a policy's ttl has (PolicyError, a ValueError)
             pins = [str(Pin.parse(p)) for p in args.pins]
             current = store.get(args.host)
             if current is None or args.replace:

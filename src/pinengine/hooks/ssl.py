@@ -89,6 +89,14 @@ def _check(conn: Any, context: PinnedSSLContext) -> VerificationResult:
         # that a blocked key anywhere in it refuses the connection; only the
         # leaf can match a pin.
         chain = served
+    elif not context.check_hostname:
+        # The trust store validated the chain, but not for this host name
+        # (check_hostname off; urllib3 with assert_hostname matches names
+        # itself, after the handshake): it shows that a CA vouches for some
+        # name, not for this one. A CA pin would let any certificate of that
+        # CA through, and a first key recorded from it could be anyone's: so,
+        # as under CERT_NONE, only the leaf can match and nothing is recorded.
+        chain, validated = verified or served, False
     elif verified:
         chain = verified
         context._remember_chain(hostname, chain)
@@ -344,10 +352,13 @@ def create_pinned_context(
 
     Certificates are validated against the given CA locations, or the
     system's default trust store when none is given; hostname checking is
-    on. Pins are then matched against the chain that validation built. If
+    on; renegotiation is refused (``OP_NO_RENEGOTIATION``: a second
+    handshake after the pin check would bring a certificate no check sees). Pins are then matched against the chain that validation built. If
     the caller switches validation off (``verify_mode = CERT_NONE``), only
     pins on the leaf can match, and a blocked key anywhere in the chain the
-    server sent refuses the connection.
+    server sent refuses the connection. The same holds when only host-name
+    checking is switched off (``check_hostname = False``): a chain validated
+    for another name proves nothing about this one.
     """
     if not isinstance(policy, PinPolicy):
         raise TypeError(f"policy must be a PinPolicy, not {type(policy).__name__}")
@@ -356,6 +367,10 @@ def create_pinned_context(
     # The same settings as ssl.create_default_context(Purpose.SERVER_AUTH).
     context.verify_mode = _ssl.CERT_REQUIRED
     context.check_hostname = True
+    # A renegotiation is a second full handshake run inside a read or a write,
+    # after the pin check: its certificate would never be checked. Refused
+    # (as the gRPC contexts do); TLS 1.3 has no renegotiation at all.
+    context.options |= _ssl.OP_NO_RENEGOTIATION
     if cafile or capath or cadata:
         context.load_verify_locations(cafile, capath, cadata)
     else:

@@ -91,12 +91,25 @@ def _parse_pin(text: str) -> str:
     return str(Pin.parse(text))
 
 
-def _time(name: str, value: object) -> float:
+#: The latest unix time a record may hold (9999-12-31T23:59:59Z), the last one
+#: ``datetime`` (and so every message and listing that shows a time) can
+#: represent. A time outside [0, LAST_TIME] in a store is corrupt data.
+LAST_TIME = 253402300799.0
+
+
+def _number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number (unix time), not {type(value).__name__}")
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, not {value!r}")
     return float(value)
+
+
+def _time(name: str, value: object) -> float:
+    at = _number(name, value)
+    if not 0 <= at <= LAST_TIME:
+        raise ValueError(f"{name} must be a unix time from 0 to {LAST_TIME:.0f} (year 9999), not {value!r}")
+    return at
 
 
 def _now(now: float | None) -> float:
@@ -111,7 +124,8 @@ class PinRecord:
     ``pinengine.policy.normalize_hostname``; ``pins`` (strings in any form
     ``Pin.parse`` reads, or ``Pin`` objects) become canonical strings such as
     ``sha256/<base64>``, duplicates dropped, order kept, at least one; times
-    are finite unix times. Bad values raise ValueError or TypeError.
+    are unix times from 0 to ``LAST_TIME`` (year 9999). Bad values raise
+    ValueError or TypeError.
     """
 
     host: str
@@ -161,7 +175,7 @@ class PinRecord:
         lifetime); None means the record never expires.
         """
         at = _now(now)
-        expires = None if ttl is None else at + _time("ttl", ttl)
+        expires = None if ttl is None else at + _number("ttl", ttl)
         if isinstance(pins, (str, Pin)):
             raise TypeError("pins must be a sequence of pins, not a single pin")
         canonical = tuple(_canonical_pin(p) for p in pins)
@@ -542,6 +556,8 @@ def parse_document(text: Union[str, bytes], *, where: str) -> builtins.list[PinR
         raise StoreError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except ValueError as exc:
         raise StoreError(f"{where}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise StoreError(f"{where}: nested too deeply to be a pin document") from None
     if not isinstance(doc, dict):
         raise StoreError(f"{where}: expected a JSON object, found {type(doc).__name__}")
     if doc.get("format") != FORMAT:

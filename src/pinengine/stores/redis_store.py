@@ -109,6 +109,8 @@ class RedisStore(PinStore):
             data = json.loads(text)
         except ValueError as exc:
             raise StoreError(f"{where}: value is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise StoreError(f"{where}: value is nested too deeply to be a pin record") from None
         record = PinRecord.from_dict(data, where=where)
         if self._key(record.host) != key:
             raise StoreError(f"{where}: holds a record for another host ({record.host})")

@@ -190,6 +190,8 @@ class SQLiteStore(PinStore):
             pins = json.loads(row[1]) if isinstance(row[1], str) else None
         except ValueError:
             pins = None
+        except RecursionError:
+            raise StoreError(f"{where} ({host}): pins column is nested too deeply to be a list of pins") from None
         if not isinstance(pins, list):
             raise StoreError(f"{where} ({host}): pins column is not a JSON list: {row[1]!r:.80}")
         include = row[6]
