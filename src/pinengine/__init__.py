@@ -12,6 +12,7 @@ from ._errors import (
 )
 from ._pem import load_certificates
 from ._types import CertificateInfo
+from .live_policy import LivePolicy
 from .metrics import stats
 from .pins import InsecurePinWarning, Pin
 from .policy import DomainEntry, PinMatch, PinPolicy, VerificationResult
@@ -46,6 +47,7 @@ __all__ = [
     "CertificateInfo",
     "DomainEntry",
     "InsecurePinWarning",
+    "LivePolicy",
     "Pin",
     "PinMatch",
     "PinPolicy",
