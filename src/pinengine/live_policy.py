@@ -222,6 +222,7 @@ class LivePolicy(PinPolicy):
         self.source_errors = 0
         self.last_source_error: str | None = None
         self._source_error_logged = 0.0
+        self._refused_raw = ""
         with _LIVE_LOCK:
             _LIVE.add(self)
 
@@ -585,6 +586,8 @@ class LivePolicy(PinPolicy):
         with self._update_lock:
             if raw == self._version.raw_digest:
                 return False
+            if raw == self._refused_raw and not raise_errors:
+                return False  # refused already: polling it again says nothing new
             decode = self._decode
             try:
                 if decode is None:
@@ -603,6 +606,7 @@ class LivePolicy(PinPolicy):
                     self._after_accept(serial, digest)
                 self._swap(policy, serial, digest, raw)
             except Exception as exc:
+                self._refused_raw = raw
                 self._refused(exc)
                 if raise_errors:
                     raise
