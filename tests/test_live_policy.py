@@ -282,6 +282,16 @@ def test_stats_show_live_policies(tmp_path: Path, chain: Chain, spare: Chain) ->
     text = prometheus_text()
     assert 'pinengine_policy_serial{name="edge",source="file"} 3' in text
     assert 'pinengine_policy_update_failures_total{name="edge",source="file"} 1' in text
+    assert 'pinengine_policy_last_failure_timestamp_seconds{name="edge",source="file"} ' in text
+    prometheus_client = pytest.importorskip("prometheus_client")
+    from pinengine.metrics import register_prometheus
+
+    registry = prometheus_client.CollectorRegistry()
+    register_prometheus(registry)
+    exposed = prometheus_client.generate_latest(registry).decode()
+    assert "# TYPE pinengine_policy_serial gauge" in exposed
+    assert 'pinengine_policy_serial{name="edge",source="file"} 3.0' in exposed
+    assert 'pinengine_policy_update_failures_total{name="edge",source="file"} 1.0' in exposed
 
 
 def test_swaps_under_concurrent_handshakes_use_one_complete_version(chain: Chain, spare: Chain,

@@ -456,6 +456,8 @@ def _live_families() -> Iterator[tuple[str, str, str, list[tuple[str, dict[str, 
         ("pinengine_policy_serial", "gauge", "Serial (version) of the live policy in force.", "serial", ""),
         ("pinengine_policy_last_update_timestamp_seconds", "gauge",
          "When the live policy version in force was applied (Unix time).", "updated_at", ""),
+        ("pinengine_policy_last_failure_timestamp_seconds", "gauge",
+         "When a new live policy version was last refused (Unix time; 0: never).", "last_failure_at", ""),
         ("pinengine_policy_updates", "counter", "New live policy versions put in force.", "updates", "_total"),
         ("pinengine_policy_update_failures", "counter",
          "New live policy versions refused (the version in force stayed).", "failures", "_total"),
@@ -464,7 +466,7 @@ def _live_families() -> Iterator[tuple[str, str, str, list[tuple[str, dict[str, 
     )
     for name, kind, help_text, key, suffix in families:
         samples = [
-            (name + suffix, {"name": s["name"], "source": s["source"]}, float(s[key])) for s in statuses
+            (name + suffix, {"name": s["name"], "source": s["source"]}, float(s[key] or 0)) for s in statuses
         ]
         yield name, kind, help_text, samples
 
@@ -522,9 +524,12 @@ def prometheus_text() -> str:
 def _collector_class() -> Any:
     from prometheus_client.core import (
         CounterMetricFamily,
+        GaugeMetricFamily,
         HistogramMetricFamily,
         Metric,
     )
+
+    kinds = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily, "histogram": HistogramMetricFamily}
 
     class PinengineCollector:
         """A ``prometheus_client`` collector that reads pinengine's metrics at scrape time."""
@@ -533,18 +538,11 @@ def _collector_class() -> Any:
             self.metrics = metrics or METRICS
 
         def describe(self) -> list[Metric]:
-            return [
-                CounterMetricFamily(name, help_text) if kind == "counter" else HistogramMetricFamily(name, help_text)
-                for name, kind, help_text, _ in self.metrics._families()
-            ]
+            return [kinds[kind](name, help_text) for name, kind, help_text, _ in self.metrics._families()]
 
         def collect(self) -> Iterator[Metric]:
             for name, kind, help_text, samples in self.metrics._families():
-                family: Metric
-                if kind == "counter":
-                    family = CounterMetricFamily(name, help_text)
-                else:
-                    family = HistogramMetricFamily(name, help_text)
+                family: Metric = kinds[kind](name, help_text)
                 for sample, labels, value in samples:
                     family.add_sample(sample, labels, value)
                 yield family
