@@ -388,3 +388,21 @@ def _ok(call: Any, message: bytes) -> bool:
         return bool(call(message, timeout=2) == message)
     except Exception:
         return False
+
+
+def test_a_changed_file_is_read_once_it_stopped_changing(tmp_path: Path, chain: Chain, spare: Chain) -> None:
+    """Half of a policy written in place can be a valid, smaller policy: polling waits for one quiet poll."""
+    path = tmp_path / "policy.toml"
+    write_policy(path, pin(chain.ders[0]), pin(spare.ders[0]))
+    live = LivePolicy.from_file(path, interval=None)
+    other = f'[[domains]]\nhost = "other.example"\npins = ["{pin(spare.ders[1])}", "{pin(spare.ders[2])}"]\n'
+    full = path.read_text() + other
+    half = full[: full.index("[[domains]]", 1)]  # the first entry only: a valid policy on its own
+    path.write_text(half + "# ...")  # written in place, not finished yet
+    live._poll()
+    assert live.serial == 1  # changed since the last poll: not read yet
+    path.write_text(full)
+    live._poll()
+    assert live.serial == 1  # changed again: not yet
+    live._poll()
+    assert live.serial == 2 and len(live.entries) == 2

@@ -38,6 +38,12 @@ from ._errors import (
 )
 
 __all__ = [
+    "BundleError",
+    "BundleFormatError",
+    "BundleSignatureError",
+    "ExpiredBundleError",
+    "StaleBundleError",
+    "UntrustedKeyError",
     "FORMAT",
     "MAX_BUNDLE_BYTES",
     "MAX_SERIAL",

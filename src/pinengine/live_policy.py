@@ -35,7 +35,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["LivePolicy", "live_policies"]
+__all__ = ["LivePolicy", "PolicyUpdateError", "StalePolicyError", "live_policies", "recheck"]
 
 log = logging.getLogger("pinengine")
 
@@ -310,21 +310,29 @@ class LivePolicy(PinPolicy):
         live = cls(first, serial=serial or 1, name=name or filename, on_update=on_update, **policy_kwargs)
         live._kind, live._origin, live._decode = "file", filename, decode
         live._version = _Version(first, serial or 1, digest, hashlib.sha256(data).hexdigest(), time.time())
-        state = {"signature": signature}
+        state: dict[str, Any] = {"signature": signature, "pending": None}
 
-        def load() -> tuple[bytes, str] | None:
+        def load(settle: bool = True) -> tuple[bytes, str] | None:
             now = _file_signature(filename)
             if now is None:
                 raise PolicyError(f"{filename}: the policy file is gone")
             if now == state["signature"]:
                 return None
+            if settle and now != state["pending"]:
+                # Read a changed file once it has stayed the same for one poll:
+                # a file written in place (not renamed over) may be half
+                # written, and half a policy can be a valid, smaller one.
+                state["pending"] = now
+                return None
             data = _read_file(filename, MAX_POLICY_BYTES)
+            if _file_signature(filename) != now:
+                return None  # changed while read: next time
             state["signature"] = now
             return data, filename
 
         def force() -> tuple[bytes, str] | None:
             state["signature"] = None
-            return load()
+            return load(settle=False)
 
         live._loader = load
         live._force_loader = force
@@ -392,6 +400,8 @@ class LivePolicy(PinPolicy):
             fname = filename
 
             def load() -> tuple[bytes, str] | None:
+                # A half-written bundle fails its signature and is refused;
+                # the complete one is read at the next change.
                 now = _file_signature(fname)
                 if now is None:
                     raise BundleError(f"{fname}: the bundle file is gone")
@@ -797,8 +807,9 @@ def recheck(target: Any, policy: PinPolicy) -> int:
         for conn in reversed(kept):  # the pool is a LIFO queue: keep its order
             try:
                 idle.put(conn, block=False)
-            except Exception:
-                break
+            except Exception:  # no room any more: do not leak it
+                if conn is not None:
+                    conn.close()
     return closed
 
 
