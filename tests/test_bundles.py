@@ -193,3 +193,17 @@ def test_untrusted_key_error_lists_trusted_ids(key: Any) -> None:
     with pytest.raises(UntrustedKeyError) as info:
         b.read_bundle(b.sign_bundle({"domains": []}, other, serial=1), [key.public_key()])
     assert b.key_id(key.public_key()) in str(info.value) and b.key_id(other.public_key()) in str(info.value)
+
+
+def test_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keyfile = str(tmp_path / "k.pem")
+    assert run("policy", "keygen", "-o", keyfile)[0] == 0
+    assert run("policy", "keygen", "-o", keyfile)[0] == 2  # never overwrites a key
+    policy = tmp_path / "p.toml"
+    policy.write_text("domains = []\n")
+    assert run("policy", "publish", "--store", str(tmp_path / "pins.sqlite3"), str(policy))[0] == 2
+    assert run("policy", "sign", "--key", str(tmp_path / "missing.pem"), str(policy), "-o", "-")[0] == 2
+    assert run("policy")[0] == 2
+    err = capsys.readouterr().err
+    assert "File exists" in err and "missing.pem" in err and "give an action" in err
+    assert "redis" in err.lower()  # the store URL is refused by the Redis client, not a traceback

@@ -120,12 +120,12 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             return _verify(args, out)
         if command == "publish":
             return _publish(args, out)
-    except BundleError as exc:
+    except (PolicyError, OSError) as exc:  # BundleError is a PolicyError
         print(f"pinengine policy {command}: {exc}", file=sys.stderr)
-        return EXIT_FAILED if command == "verify-bundle" else EXIT_USAGE
-    except (PolicyError, OSError) as exc:
+        return EXIT_USAGE
+    except ValueError as exc:  # e.g. --store is not a redis:// URL
         print(f"pinengine policy {command}: {exc}", file=sys.stderr)
-        return EXIT_FAILED if command == "verify-bundle" else EXIT_USAGE
+        return EXIT_USAGE
     print("pinengine policy: give an action: keygen, sign, verify-bundle or publish", file=sys.stderr)
     return EXIT_USAGE
 
