@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from . import _backend
 from ._backend import cert_sha256 as _cert_sha256
 from ._backend import parse_certificate as _parse_certificate
 from ._backend import spki_sha256 as _spki_sha256
 from ._errors import (
+    BundleError,
+    BundleFormatError,
+    BundleSignatureError,
     CertificateParseError,
+    ExpiredBundleError,
     HostnameError,
     HPKPError,
     InsecurePinWarning,
@@ -16,7 +22,11 @@ from ._errors import (
     PinFormatError,
     PinMismatchError,
     PolicyError,
+    PolicyUpdateError,
+    StaleBundleError,
+    StalePolicyError,
     StoreError,
+    UntrustedKeyError,
 )
 from ._pem import load_certificates
 from ._types import CertificateInfo, Status
@@ -25,6 +35,20 @@ from .pins import Pin
 from .policy import DomainEntry, PinMatch, PinPolicy, VerificationResult
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .live_policy import LivePolicy
+
+
+def __getattr__(name: str) -> Any:
+    # LivePolicy (threads, file and Redis watchers, bundles) is imported on
+    # first use: most programs never need it, and ``import pinengine`` stays
+    # small on devices (docs/edge-devices.md).
+    if name == "LivePolicy":
+        from .live_policy import LivePolicy
+
+        return LivePolicy
+    raise AttributeError(f"module 'pinengine' has no attribute {name!r}")
 
 
 def backend() -> str:
@@ -54,13 +78,18 @@ __all__ = [
     "CertificateInfo",
     "DomainEntry",
     "InsecurePinWarning",
+    "LivePolicy",
     "Pin",
     "PinMatch",
     "PinPolicy",
     "Status",
     "VerificationResult",
     "__version__",
+    "BundleError",
+    "BundleFormatError",
+    "BundleSignatureError",
     "CertificateParseError",
+    "ExpiredBundleError",
     "HPKPError",
     "HostnameError",
     "NoRecordError",
@@ -68,7 +97,11 @@ __all__ = [
     "PinMismatchError",
     "PinengineError",
     "PolicyError",
+    "PolicyUpdateError",
+    "StaleBundleError",
+    "StalePolicyError",
     "StoreError",
+    "UntrustedKeyError",
     "backend",
     "cert_sha256",
     "load_certificates",

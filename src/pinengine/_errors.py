@@ -78,3 +78,35 @@ class PinMismatchError(PinengineError, ssl.SSLCertVerificationError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class PolicyUpdateError(PolicyError):
+    """A new version of a live policy was refused; the policy in force stays as it was."""
+
+
+class StalePolicyError(PolicyUpdateError):
+    """A new policy version (or bundle) is not newer than the one in force: its serial is not higher."""
+
+
+class BundleError(PolicyUpdateError):
+    """A signed policy bundle was refused; the subclasses say why."""
+
+
+class BundleFormatError(BundleError):
+    """The data is not a pinengine policy bundle (or is larger than ``bundles.MAX_BUNDLE_BYTES``)."""
+
+
+class UntrustedKeyError(BundleError):
+    """The bundle is signed by a key that is not among the trusted keys."""
+
+
+class BundleSignatureError(BundleError):
+    """The bundle's signature does not verify with the trusted key it names: it was altered after signing."""
+
+
+class StaleBundleError(BundleError, StalePolicyError):
+    """The bundle's serial is not higher than the last one accepted (a rollback or a replay)."""
+
+
+class ExpiredBundleError(BundleError):
+    """The bundle's ``not_after`` time has passed."""

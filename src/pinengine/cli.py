@@ -360,7 +360,9 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         print("pinengine check: --window must not be negative", file=sys.stderr)
         return EXIT_USAGE
     try:
-        policy = PinPolicy.from_file(args.policy)
+        from ._policy_cli import load_policy_or_bundle
+
+        policy = load_policy_or_bundle(args.policy, args.trusted_keys)
     except PolicyError as exc:
         if args.format == "json":
             doc = {"policy": args.policy, "entries": 0, "chains": 0,
@@ -714,6 +716,8 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"warn about expiry within this many days (default {EXPIRY_WARNING_DAYS})")
     p.add_argument("--cafile", help="--host: trust these CA certificates instead of the system store")
     p.add_argument("--timeout", type=float, default=10.0, help="--host: connect/handshake timeout in seconds")
+    p.add_argument("--trusted-key", dest="trusted_keys", action="append", default=[], metavar="PUB.pem",
+                   help="POLICY is a signed bundle: check its signature with this Ed25519 key (repeatable)")
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser(
@@ -743,10 +747,12 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_verify)
 
     from ._init_cli import add_parser as add_init_parser
+    from ._policy_cli import add_parser as add_policy_parser
     from ._store_cli import add_parser as add_store_parser
 
     add_init_parser(sub)
     add_store_parser(sub)
+    add_policy_parser(sub)
     return parser
 
 

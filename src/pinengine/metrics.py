@@ -391,6 +391,7 @@ class Metrics:
             "totals": totals,
             "hosts": hosts,
             "latency": {"count": running, "sum": total_seconds, "buckets": cumulative},
+            "policies": _live_statuses(),
         }
 
     def _families(self) -> Iterator[tuple[str, str, str, list[tuple[str, dict[str, str], float]]]]:
@@ -421,6 +422,7 @@ class Metrics:
         samples.append((name + "_count", {}, float(running)))
         samples.append((name + "_sum", {}, total_seconds))
         yield name, "histogram", "Time spent in the pin check (parse, hash, match, decide), in seconds.", samples
+        yield from _live_families()
 
     def prometheus_text(self) -> str:
         """The metrics in the Prometheus text exposition format (version 0.0.4), no dependency needed."""
@@ -435,6 +437,40 @@ class Metrics:
                 else:
                     lines.append(f"{sample} {_float_text(value)}")
         return "\n".join(lines) + "\n"
+
+
+def _live_statuses() -> list[dict[str, Any]]:
+    """``LivePolicy.status()`` of every live policy in use (none when the module was never imported)."""
+    import sys
+
+    module = sys.modules.get("pinengine.live_policy")
+    if module is None:
+        return []
+    return [policy.status() for policy in module.live_policies()]
+
+
+def _live_families() -> Iterator[tuple[str, str, str, list[tuple[str, dict[str, str], float]]]]:
+    """Gauges and counters of the live policies, labelled by name and source kind."""
+    statuses = sorted(_live_statuses(), key=lambda s: (s["name"], s["source"]))
+    if not statuses:
+        return
+    families = (
+        ("pinengine_policy_serial", "gauge", "Serial (version) of the live policy in force.", "serial", ""),
+        ("pinengine_policy_last_update_timestamp_seconds", "gauge",
+         "When the live policy version in force was applied (Unix time).", "updated_at", ""),
+        ("pinengine_policy_last_failure_timestamp_seconds", "gauge",
+         "When a new live policy version was last refused (Unix time; 0: never).", "last_failure_at", ""),
+        ("pinengine_policy_updates", "counter", "New live policy versions put in force.", "updates", "_total"),
+        ("pinengine_policy_update_failures", "counter",
+         "New live policy versions refused (the version in force stayed).", "failures", "_total"),
+        ("pinengine_policy_source_errors", "counter",
+         "Times a live policy's source could not be read (the version in force stayed).", "source_errors", "_total"),
+    )
+    for name, kind, help_text, key, suffix in families:
+        samples = [
+            (name + suffix, {"name": s["name"], "source": s["source"]}, float(s[key] or 0)) for s in statuses
+        ]
+        yield name, kind, help_text, samples
 
 
 def _float_text(value: float) -> str:
@@ -490,9 +526,12 @@ def prometheus_text() -> str:
 def _collector_class() -> Any:
     from prometheus_client.core import (
         CounterMetricFamily,
+        GaugeMetricFamily,
         HistogramMetricFamily,
         Metric,
     )
+
+    kinds = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily, "histogram": HistogramMetricFamily}
 
     class PinengineCollector:
         """A ``prometheus_client`` collector that reads pinengine's metrics at scrape time."""
@@ -501,18 +540,11 @@ def _collector_class() -> Any:
             self.metrics = metrics or METRICS
 
         def describe(self) -> list[Metric]:
-            return [
-                CounterMetricFamily(name, help_text) if kind == "counter" else HistogramMetricFamily(name, help_text)
-                for name, kind, help_text, _ in self.metrics._families()
-            ]
+            return [kinds[kind](name, help_text) for name, kind, help_text, _ in self.metrics._families()]
 
         def collect(self) -> Iterator[Metric]:
             for name, kind, help_text, samples in self.metrics._families():
-                family: Metric
-                if kind == "counter":
-                    family = CounterMetricFamily(name, help_text)
-                else:
-                    family = HistogramMetricFamily(name, help_text)
+                family: Metric = kinds[kind](name, help_text)
                 for sample, labels, value in samples:
                     family.add_sample(sample, labels, value)
                 yield family
