@@ -66,3 +66,24 @@ def test_a_pin_mismatch_is_caught_as_pinengine_error_and_as_ssl_verification_err
     assert isinstance(caught.value, ssl.SSLCertVerificationError)
     assert caught.value.hostname == "example.com"
     assert "Certificate pinning failure for example.com" in str(caught.value)
+
+
+def test_input_errors_that_teach() -> None:
+    # issue 15, item 7: the mistake people make gets an error that names the fix.
+    from cryptography.hazmat.primitives import serialization
+
+    from pinengine import CertificateParseError, cert_sha256, parse_certificate, spki_sha256
+
+    pem_bytes = cached_chain("p256").leaf.public_bytes(serialization.Encoding.PEM)
+    for function in (spki_sha256, cert_sha256, parse_certificate):
+        for data in (pem_bytes, pem_bytes.decode()):
+            with pytest.raises(CertificateParseError, match=r"PEM text, not DER.*load_certificates"):
+                function(data)  # type: ignore[arg-type]
+    with pytest.raises(CertificateParseError) as info:
+        spki_sha256(b"\x30\x03\x02\x01\x00")
+    assert "PEM" not in str(info.value)  # plain bad DER keeps its own message
+    with pytest.raises(TypeError, match=r"PinPolicy\.from_mapping"):
+        PinPolicy({"domains": []})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"entries\[1\] is a str, not a DomainEntry"):
+        PinPolicy([pinengine.DomainEntry("a.example", (Pin.parse("sha256/" + "A" * 43 + "="),),
+                                         require_backup_pin=False), "b.example"])  # type: ignore[list-item]

@@ -61,17 +61,41 @@ def spki_sha256(der: bytes) -> bytes:
 
     Raises CertificateParseError when ``der`` is not a well-formed certificate.
     """
-    return _spki_sha256(der)
+    try:
+        return _spki_sha256(der)
+    except (CertificateParseError, TypeError) as exc:
+        raise _if_pem(der, exc) from None
 
 
 def cert_sha256(der: bytes) -> bytes:
     """SHA-256 of the whole DER certificate (which must be well-formed)."""
-    return _cert_sha256(der)
+    try:
+        return _cert_sha256(der)
+    except (CertificateParseError, TypeError) as exc:
+        raise _if_pem(der, exc) from None
 
 
 def parse_certificate(der: bytes) -> CertificateInfo:
     """Read subject, issuer, validity and SPKI out of a DER certificate."""
-    return _parse_certificate(der)
+    try:
+        return _parse_certificate(der)
+    except (CertificateParseError, TypeError) as exc:
+        raise _if_pem(der, exc) from None
+
+
+def _if_pem(data: object, error: Exception) -> Exception:
+    """The error for input that is not DER: PEM text (bytes or str) gets told how to read it.
+
+    Only on the error path: a well-formed certificate never gets here.
+    """
+    head = data[:64] if isinstance(data, (bytes, bytearray, memoryview, str)) else b""
+    text = bytes(head) if not isinstance(head, str) else head.encode("utf-8", "replace")
+    if b"-----BEGIN" in text:
+        return CertificateParseError(
+            "this is PEM text, not DER: read it with pinengine.load_certificates(data), which returns "
+            "the DER certificates it holds"
+        )
+    return error
 
 
 __all__ = [

@@ -91,7 +91,18 @@ class PinPolicy(DynamicPins):
         hpkp_max_hosts_per_domain: int | None = None,
         store_outage: str = "refuse",
     ) -> None:
+        if isinstance(entries, (str, bytes, Mapping)):
+            raise TypeError(
+                f"PinPolicy(entries) takes DomainEntry objects, not a {type(entries).__name__}; for the file "
+                "schema ({'domains': [...]}) use PinPolicy.from_mapping(...), for a file PinPolicy.from_file(path)"
+            )
         self.entries: tuple[DomainEntry, ...] = tuple(entries)
+        for index, entry in enumerate(self.entries):
+            if not isinstance(entry, DomainEntry):
+                raise TypeError(
+                    f"PinPolicy entries[{index}] is a {type(entry).__name__}, not a DomainEntry; "
+                    "write DomainEntry(host, pins) or use PinPolicy.from_mapping({'domains': [...]})"
+                )
         self._store = store
         #: Whether HPKP headers are noted (see pinengine.hpkp) and noted hosts enforced.
         self.hpkp = hpkp
