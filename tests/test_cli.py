@@ -99,15 +99,6 @@ def test_verify_offline_match_and_mismatch(tmp_path: Path, chain: Chain, chain_f
     assert "decision: REFUSED" in out
     code, out = run("verify", "--pin", str(Pin.from_certificate(chain.ders[0])), "--host", "example.com", str(chain_file))
     assert code == 0 and "certificate 0 (leaf)" in out, out
-    # With --cafile the file is validated, and the pins are checked on the validated chain.
-    pki = hierarchy("www.example.com")
-    roots = write_pem(tmp_path / "roots.pem", pki.root)
-    validated = write_pem(tmp_path / "validated.pem", pki.leaf, pki.intermediate)
-    code, out = run("verify", "--pin", pki.pin(pki.intermediate), "--host", "www.example.com", "--cafile", str(roots),
-                    str(validated))
-    assert code == 0, out
-    assert f"chain: validated against {roots} for www.example.com" in out
-    assert "decision: accepted" in out and "certificate 1 (intermediate)" in out
     code, out = run("verify", "--policy", str(good), "--host", "unpinned.org", str(chain_file))
     assert code == 0 and "not pinned" in out
     code, out = run(
@@ -117,6 +108,21 @@ def test_verify_offline_match_and_mismatch(tmp_path: Path, chain: Chain, chain_f
     code, out = run("verify", "--pin", str(Pin.from_certificate(make_chain().ders[0])), "--host", "example.com", str(chain_file))
     assert code == 1
     assert str(Pin.from_certificate(chain.ders[0])) in out
+
+
+def test_verify_offline_with_cafile_checks_the_validated_chain(tmp_path: Path) -> None:
+    # --cafile validates the file with cryptography's verifier (>= 42, the
+    # cryptography extra); systems with an older one (Debian 12's, on the
+    # emulated armv7 run) refuse --cafile with a message naming the extra.
+    pytest.importorskip("cryptography.x509.verification")
+    pki = hierarchy("www.example.com")
+    roots = write_pem(tmp_path / "roots.pem", pki.root)
+    validated = write_pem(tmp_path / "validated.pem", pki.leaf, pki.intermediate)
+    code, out = run("verify", "--pin", pki.pin(pki.intermediate), "--host", "www.example.com", "--cafile", str(roots),
+                    str(validated))
+    assert code == 0, out
+    assert f"chain: validated against {roots} for www.example.com" in out
+    assert "decision: accepted" in out and "certificate 1 (intermediate)" in out
 
 
 def test_verify_bad_inputs(tmp_path: Path, chain_file: Path) -> None:
