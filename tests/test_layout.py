@@ -11,7 +11,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "src" / "pinengine"
+import pinengine
+
+# The package under test, wherever it is installed (the source tree, or a
+# wheel in another environment, as in the edge runs).
+PACKAGE = Path(pinengine.__file__).resolve().parent
 
 
 def _module_name(path: Path) -> str:

@@ -129,10 +129,11 @@ edge_binfmt() {
 }
 
 # copy_sources DEST: the files of the repository that the tests read (no
-# build output, no .so): tests, examples, docs, fuzz, README.md, .ci, benchmarks.
+# build output, no .so): tests, examples, docs, fuzz, README.md, .ci, benchmarks,
+# and the packaging files the tests read (pyproject.toml, LICENSE).
 edge_copy_tests() {
     local dest=$1
     mkdir -p "$dest"
-    cp -r tests examples docs fuzz README.md .ci benchmarks "$dest/"
+    cp -r tests examples docs fuzz README.md .ci benchmarks pyproject.toml LICENSE "$dest/"
     find "$dest" -name __pycache__ -prune -exec rm -rf {} +
 }

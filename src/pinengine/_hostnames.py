@@ -105,8 +105,52 @@ def _openssl_checks_trailing() -> bool:
 _OPENSSL_CHECKS_TRAILING = _openssl_checks_trailing()
 
 
+_PERMISSIVE: bool | None = None
+
+
+def _ssl_reads_ipv4_permissively() -> bool:
+    """Whether this Python's ``ssl`` reads ``127.000.000.001`` as an IP address (sends no SNI for it).
+
+    OpenSSL 3.0 (``a2i_IPADDRESS``, ``sscanf("%d.%d.%d.%d")``) does; the ssl
+    module of CPython 3.13 on OpenSSL 3.5 reads only plain dotted decimal.
+    Asked of the linked library itself, once, in memory: a client
+    handshake's first flight carries the name as SNI exactly when it was not
+    read as an address.
+    """
+    global _PERMISSIVE
+    if _PERMISSIVE is None:
+        probe = "127.000.000.001"
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        outgoing = ssl.MemoryBIO()
+        conn = context.wrap_bio(ssl.MemoryBIO(), outgoing, server_hostname=probe)
+        try:
+            conn.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        _PERMISSIVE = probe.encode("ascii") not in outgoing.read()
+    return _PERMISSIVE
+
+
+def _strict_ipv4(text: str) -> str | None:
+    """Plain dotted decimal: four numbers 0-255, no leading zeros, signs or spaces (else None)."""
+    parts = text.split(".")
+    if len(parts) != 4:
+        return None
+    for part in parts:
+        if not part or len(part) > 3 or any(c not in _DIGITS for c in part) or (part[0] == "0" and part != "0"):
+            return None
+        if int(part) > 255:
+            return None
+    return text
+
+
 def _openssl_ipv4(text: str) -> tuple[str | None, bool]:
-    """How OpenSSL's ``a2i_IPADDRESS`` reads ``text`` (without ':'): ``(address or None, unsure)``.
+    """How the ssl module reads ``text`` (without ':') as an address: ``(address or None, unsure)``.
+
+    Where it reads only plain dotted decimal (see ``_ssl_reads_ipv4_permissively``)
+    that is the answer; otherwise it is OpenSSL's ``a2i_IPADDRESS``, as follows.
 
     It runs ``sscanf(text, "%d.%d.%d.%d")``: white space before each number,
     an optional sign, decimal digits (leading zeros are decimal), each result
@@ -114,6 +158,8 @@ def _openssl_ipv4(text: str) -> tuple[str | None, bool]:
     makes of it depends on the C library (glibc wraps 4294967423 to 127).
     Linear in ``len(text)``.
     """
+    if not _ssl_reads_ipv4_permissively():
+        return _strict_ipv4(text), False
     i, n = 0, len(text)
     parts: list[int] = []
     unsure = False

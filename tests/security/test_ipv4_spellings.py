@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from pinengine import Pin, PinMismatchError, PinPolicy, PolicyError
+from pinengine import Pin, PinMismatchError, PinPolicy, PolicyError, _hostnames
 from pinengine._errors import HostnameError
 from pinengine.policy import normalize_hostname
 from tests.certs import Chain, cached_chain, make_chain
@@ -32,9 +32,16 @@ from tests.security.hostname_clients import CLIENTS, fetch, refused
 from tests.tls import TLSServer
 
 # What OpenSSL checks the certificate for, spelling by spelling: an IP SAN
-# where it reads an address, else the spelling as a DNS name.
+# where it reads an address, else the spelling as a DNS name. Which spellings
+# the ssl module reads as addresses depends on the linked library: OpenSSL 3.0
+# reads 127.000.000.001 and 0177.0.0.1 as addresses (sscanf), the ssl module
+# of CPython 3.13 on OpenSSL 3.5 reads them as names; the certificate carries
+# both readings.
 SANS = ("127.0.0.1", "177.0.0.1", "::ffff:127.0.0.1", "127.1", "127.0.1", "0x7f.0.0.1", "0x7f.1",
-        "0x7f000001", "2130706433")
+        "0x7f000001", "2130706433", "127.000.000.001", "0177.0.0.1")
+
+#: Whether the linked ssl reads sscanf-style spellings (0177.0.0.1) as addresses.
+PERMISSIVE = _hostnames._ssl_reads_ipv4_permissively()
 
 # (spelling, what pinengine must do, clients that refuse the spelling outright)
 SPELLINGS: list[tuple[str, str, tuple[str, ...]]] = [
@@ -47,8 +54,10 @@ SPELLINGS: list[tuple[str, str, tuple[str, ...]]] = [
     ("0x7f000001", "pinned", ()),
     ("2130706433", "pinned", ("aiohttp",)),
     ("::ffff:127.0.0.1", "pinned", ()),
-    # OpenSSL checks the certificate for 177.0.0.1, the socket connects to 127.0.0.1.
-    ("0177.0.0.1", "refused", ("httpx", "aiohttp")),
+    # Where OpenSSL reads 0177.0.0.1 as 177.0.0.1 (and checks the certificate
+    # for that address) while the socket connects to 127.0.0.1, the name is
+    # refused; where it reads a DNS name, the pins of 127.0.0.1 apply.
+    ("0177.0.0.1", "refused" if PERMISSIVE else "pinned", ("httpx", "aiohttp")),
 ]
 
 
@@ -143,16 +152,46 @@ def test_spellings_of_an_address(spelling: str, address: str) -> None:
     assert entry_host == address
 
 
+# Spellings OpenSSL 3.0's sscanf reads as addresses and plain-dotted-decimal
+# readers (the ssl module of CPython 3.13 on OpenSSL 3.5) read as names:
+# (spelling, what a refusal names where ssl reads them, what happens where it does not:
+# the address the socket connects to, whose pins apply, or the refusal's words).
+SSCANF_SPELLINGS = [
+    ("0177.0.0.1", ["177.0.0.1", "127.0.0.1"], "127.0.0.1"),  # decimal for OpenSSL, octal for the socket
+    ("127.0.0.010", ["127.0.0.10", "127.0.0.8"], "127.0.0.8"),
+    ("00000000000127.0.0.1", ["127.0.0.1", "87.0.0.1"], "87.0.0.1"),
+    ("010.010.010.010", ["10.10.10.10", "8.8.8.8"], "8.8.8.8"),
+    ("08.0.0.1", ["8.0.0.1"], "ends in a number"),  # OpenSSL only: 08 is no octal number
+    ("127.-0.0.1", ["127.0.0.1"], "ends in a number"),  # OpenSSL only: sscanf reads the sign
+    ("4294967423.0.0.1", ["overflow"], "ends in a number"),  # sscanf overflows (glibc wraps it to 127)
+    ("\uff10\uff11\uff17\uff17\uff0e\uff10\uff0e\uff10\uff0e\uff11", ["177.0.0.1", "127.0.0.1"],
+     "127.0.0.1"),  # full-width 0177.0.0.1
+]
+
+
+@pytest.mark.parametrize("spelling, named, plain", SSCANF_SPELLINGS)
+def test_sscanf_spellings_as_the_linked_ssl_reads_them(spelling: str, named: list[str], plain: str) -> None:
+    pins = pins_of(cached_chain())
+    if PERMISSIVE or plain[0] not in "0123456789":
+        # Read two ways (or no way at all): refused, naming the readings.
+        with pytest.raises(HostnameError) as info:
+            normalize_hostname(spelling)
+        for text in (named if PERMISSIVE else [plain]):
+            assert text in str(info.value), str(info.value)
+        with pytest.raises(PolicyError):
+            PinPolicy.from_mapping({"domains": [{"host": spelling, "pins": pins}]})
+        return
+    # The ssl module reads a name (and checks the certificate for it); the
+    # socket connects to ``plain``: that address's entry applies.
+    assert normalize_hostname(spelling) == plain
+    policy = PinPolicy.from_mapping({"domains": [{"host": plain, "pins": pins_of(make_chain())}]})
+    with pytest.raises(PinMismatchError):
+        policy.verify(spelling, cached_chain().ders)
+
+
 @pytest.mark.parametrize(
     "spelling, named",
     [
-        ("0177.0.0.1", ["177.0.0.1", "127.0.0.1"]),  # decimal for OpenSSL, octal for the socket
-        ("127.0.0.010", ["127.0.0.10", "127.0.0.8"]),
-        ("00000000000127.0.0.1", ["127.0.0.1", "87.0.0.1"]),
-        ("010.010.010.010", ["10.10.10.10", "8.8.8.8"]),
-        ("08.0.0.1", ["8.0.0.1"]),  # OpenSSL only: 08 is no octal number
-        ("127.-0.0.1", ["127.0.0.1"]),  # OpenSSL only: sscanf reads the sign
-        ("4294967423.0.0.1", ["overflow"]),  # sscanf overflows (glibc wraps it to 127)
         ("256.0.0.1", ["ends in a number"]),
         ("1.2.3.4.5", ["ends in a number"]),
         ("4294967296", ["ends in a number"]),
@@ -166,7 +205,6 @@ def test_spellings_of_an_address(spelling: str, address: str) -> None:
         ("fe80::1%", ["zone"]),
         ("fe80::1%a/b", ["zone"]),
         ("[::1", ["IPv6"]),
-        ("\uff10\uff11\uff17\uff17\uff0e\uff10\uff0e\uff10\uff0e\uff11", ["177.0.0.1", "127.0.0.1"]),  # full-width 0177.0.0.1
     ],
 )
 def test_spellings_read_two_ways_are_refused(spelling: str, named: list[str]) -> None:
