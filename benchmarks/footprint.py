@@ -187,6 +187,9 @@ def main() -> int:
     parser.add_argument("--label", default="", help="a name for this machine in the output (e.g. 'armv7 (qemu)')")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--check", action="store_true", help="exit 1 when the wheel is too large or a heavy module is imported")
+    parser.add_argument("--wheel-ceiling", type=float, metavar="KIB",
+                        help="with --check: fail only when the wheel is larger than this (a regression guard; "
+                        f"without it, larger than the {WHEEL_KIB_GOAL} KiB goal fails)")
     parser.add_argument("--rss-ceiling", type=float, metavar="MIB",
                         help="with --check: also exit 1 when import pinengine adds more than this (a regression guard)")
     args = parser.parse_args()
@@ -197,9 +200,14 @@ def main() -> int:
     if args.wheel is not None:
         kib = (args.wheel.stat().st_size + 1023) // 1024
         figures["wheel"] = {"name": args.wheel.name, "kib": kib}
-        print(f"footprint {label}: wheel {args.wheel.name}: {kib} KiB (goal <= {WHEEL_KIB_GOAL} KiB)")
-        if kib > WHEEL_KIB_GOAL:
-            missed.append(f"wheel {kib} KiB > {WHEEL_KIB_GOAL} KiB")
+        verdict = "met" if kib <= WHEEL_KIB_GOAL else "MISSED"
+        print(f"footprint {label}: wheel {args.wheel.name}: {kib} KiB (goal <= {WHEEL_KIB_GOAL} KiB: {verdict})")
+        # Without a ceiling the goal itself is checked; with one (CI's
+        # regression guard, as for the RSS) a missed goal is reported, and
+        # only growth past the ceiling fails.
+        ceiling = args.wheel_ceiling if args.wheel_ceiling is not None else WHEEL_KIB_GOAL
+        if kib > ceiling:
+            missed.append(f"wheel {kib} KiB > {ceiling:g} KiB")
     bare, ssl_, std, imp, pol = (figures[k] for k in ("bare", "ssl", "stdlib", "import", "policy"))
     added_import = imp["rss_kib"] - bare["rss_kib"]
     figures["import_added_rss_kib"] = added_import
