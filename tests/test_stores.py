@@ -45,7 +45,12 @@ from tests import redis_server
 KINDS = ["memory", "sqlite", "json", "redis"]
 SHARED_KINDS = ["sqlite", "json", "redis"]  # stores that processes can share
 SKIP_REDIS = os.environ.get("PINENGINE_SKIP_REDIS", "") not in ("", "0")
-MP: Any = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+# Not fork: the test process runs threads (servers, watchers), and forking a
+# multi-threaded process is unsafe (CPython 3.12+ warns). The forkserver forks
+# from a single-threaded server; spawn where there is none.
+MP: Any = multiprocessing.get_context(
+    "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+)
 
 Spec = tuple[str, str, str]  # kind, file path or Redis URL, Redis namespace
 Opener = Callable[[], PinStore]

@@ -220,7 +220,10 @@ def test_records_put_by_an_operator_count_but_are_never_refused(store: PinStore,
 
 # -- many gateways at once ---------------------------------------------------------------
 
-MP: Any = multiprocessing.get_context("fork")
+# Not fork: the test process runs threads, and forking a multi-threaded
+# process is unsafe (CPython 3.12+ warns); the forkserver forks from a
+# single-threaded server.
+MP: Any = multiprocessing.get_context("forkserver")
 
 
 def _open_shared(spec: tuple[str, str, str]) -> PinStore:
