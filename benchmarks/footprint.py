@@ -8,7 +8,8 @@ Every figure is measured in fresh child processes of the same interpreter
 
 - the wheel's size, when ``--wheel`` is given (goal: at most 300 KiB);
 - ``import pinengine``: wall time of the whole process and resident set size
-  (VmRSS from /proc/self/status, read at the end of the child) above the
+  (VmRSS from /proc/self/status, read at the end of the child; the peak from
+  getrusage where qemu user mode cannot read /proc) above the
   bare interpreter's (goal: at most 5 MiB added) and above ``import ssl``
   (what any TLS program pays), plus the cumulative ``-X importtime`` figure
   of the ``pinengine`` package itself;
@@ -56,15 +57,19 @@ HEAVY = ("cryptography", "grpc", "redis", "prometheus_client", "idna", "requests
 _REPORT = """
 import json as _j, os as _o
 _f = {}
-try:
-    _s = open("/proc/self/status")
-except OSError:  # qemu user mode sometimes fails /proc/self (ELOOP): the same file by pid
-    _s = open("/proc/%d/status" % _o.getpid())
-with _s:
-    for _line in _s:
-        _k, _, _v = _line.partition(":")
-        if _k in ("VmRSS", "VmHWM"):
-            _f[_k] = int(_v.split()[0])
+for _path in ("/proc/self/status", "/proc/%d/status" % _o.getpid()):
+    try:
+        with open(_path) as _s:
+            for _line in _s:
+                _k, _, _v = _line.partition(":")
+                if _k in ("VmRSS", "VmHWM"):
+                    _f[_k] = int(_v.split()[0])
+        break
+    except OSError:  # qemu user mode can fail /proc/self and /proc/PID (ELOOP)
+        continue
+if not _f:  # then the peak as getrusage counts it (KiB on Linux), for both figures
+    import resource as _r
+    _f["VmRSS"] = _f["VmHWM"] = _r.getrusage(_r.RUSAGE_SELF).ru_maxrss
 print("FOOTPRINT " + _j.dumps(_f))
 """
 
