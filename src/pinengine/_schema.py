@@ -90,6 +90,14 @@ def read_file(path: PathLike) -> tuple[Any, str]:
             raw = f.read()
     except OSError as exc:
         raise PolicyError(f"{name}: cannot read policy: {exc.strerror or exc}") from None
+    return decode_document(raw, name), name
+
+
+def decode_document(raw: bytes, name: str) -> Any:
+    """A policy document's data: TOML, or JSON when ``name`` ends in .json or the text starts with ``{``.
+
+    Every way it can fail is a PolicyError quoting ``name``.
+    """
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -98,7 +106,7 @@ def read_file(path: PathLike) -> tuple[Any, str]:
         not name.lower().endswith(".toml") and text.lstrip().startswith("{")
     )
     try:
-        data = json.loads(text) if is_json else tomllib.loads(text)
+        return json.loads(text) if is_json else tomllib.loads(text)
     except json.JSONDecodeError as exc:
         raise PolicyError(f"{name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except tomllib.TOMLDecodeError as exc:
@@ -107,7 +115,6 @@ def read_file(path: PathLike) -> tuple[Any, str]:
         raise PolicyError(f"{name}: nested too deeply to be a policy") from None
     except ValueError as exc:  # e.g. an integer longer than Python converts
         raise PolicyError(f"{name}: cannot be read: {exc}") from None
-    return data, name
 
 
 def read_mapping(mapping: Mapping[str, Any], source: str) -> tuple[list[DomainEntry], list[Pin], bool, bool]:

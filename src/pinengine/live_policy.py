@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 import weakref
@@ -28,12 +26,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 from . import bundles as _bundles
 from ._errors import BundleError, PinengineError, PolicyError, PolicyUpdateError, StalePolicyError
+from ._schema import decode_document
 from .policy import PinPolicy, VerificationResult
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 __all__ = ["LivePolicy", "PolicyUpdateError", "StalePolicyError", "live_policies", "recheck"]
 
@@ -83,22 +77,7 @@ def parse_policy_document(data: bytes, source: str) -> tuple[dict[str, Any], int
     """
     if len(data) > MAX_POLICY_BYTES:
         raise PolicyError(f"{source}: {len(data)} bytes is larger than a policy may be ({MAX_POLICY_BYTES})")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PolicyError(f"{source}: not UTF-8 text (byte {exc.start})") from None
-    lower = source.lower()
-    is_json = lower.endswith(".json") or (not lower.endswith(".toml") and text.lstrip().startswith("{"))
-    try:
-        mapping = json.loads(text) if is_json else tomllib.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PolicyError(f"{source}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(f"{source}: invalid TOML: {exc}") from None
-    except RecursionError:
-        raise PolicyError(f"{source}: nested too deeply to be a policy") from None
-    except ValueError as exc:
-        raise PolicyError(f"{source}: cannot be read: {exc}") from None
+    mapping = decode_document(data, source)
     if not isinstance(mapping, dict):
         raise PolicyError(f"{source}: a policy is a table/object, not {type(mapping).__name__}")
     serial = None
