@@ -56,8 +56,12 @@ def _parse_host(where: str, value: Any, include_subdomains: bool) -> str:
     # The entry is kept as its canonical name and covers what that name's
     # Unicode form is sent as; a name clients turn into forms it would not
     # cover (upper-case letters that lower-case two ways) is refused.
-    covered = {s.name for s in _hostnames.entry_spellings(name)}
-    lost = [s for s in forms if s.name not in covered]
+    # (A name with no A-label, sent in one form, covers exactly that form:
+    # the common case, decided without building the forms it covers.)
+    lost = False
+    if len(forms) > 1 or "xn--" in name:
+        covered = {s.name for s in _hostnames.entry_spellings(name)}
+        lost = any(s.name not in covered for s in forms)
     if lost:
         sent = "; ".join(f"{s.name!r} ({_hostnames.to_unicode(s.name)}) by {s.senders}" for s in forms)
         raise PolicyError(
@@ -72,7 +76,7 @@ def _parse_host(where: str, value: Any, include_subdomains: bool) -> str:
     return prefix + name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DomainEntry:
     """One domain entry of a policy.
 
@@ -108,6 +112,44 @@ class DomainEntry:
             set_(self, "positions", (POS_ANY,) * len(self.pins))
         if isinstance(self.report_uri, str):
             set_(self, "report_uri", (self.report_uri,))
+
+    @classmethod
+    def _parsed(
+        cls,
+        host: str,
+        pins: tuple[Pin, ...],
+        positions: tuple[int, ...],
+        include_subdomains: bool,
+        mode: str,
+        expires: _dt.datetime | None,
+        report_uri: tuple[str, ...],
+        blocked_pins: tuple[Pin, ...],
+        require_backup_pin: bool,
+        dynamic: bool,
+        record_issuer: bool,
+        ttl: float | None,
+    ) -> DomainEntry:
+        """An entry from fields the policy schema reader has already checked and normalised.
+
+        ``__post_init__`` is skipped: it would normalise the host name a
+        second time, the slowest step of loading a large policy.
+        """
+        entry = object.__new__(cls)
+        set_ = object.__setattr__
+        set_(entry, "host", host)
+        set_(entry, "pins", pins)
+        set_(entry, "positions", positions)
+        set_(entry, "include_subdomains", include_subdomains)
+        set_(entry, "mode", mode)
+        set_(entry, "expires", expires)
+        set_(entry, "report_uri", report_uri)
+        set_(entry, "blocked_pins", blocked_pins)
+        set_(entry, "require_backup_pin", require_backup_pin)
+        set_(entry, "dynamic", dynamic)
+        set_(entry, "record_issuer", record_issuer)
+        set_(entry, "ttl", ttl)
+        set_(entry, "noted", False)
+        return entry
 
     @property
     def pattern(self) -> str:
@@ -162,7 +204,7 @@ class DomainEntry:
         return str(pin) if where == POS_ANY else f"{pin} ({_POSITION_NAMES.get(where, where)} only)"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _UnreadableEntry(DomainEntry):
     """What stands for a name that may be noted while the pin store cannot be read: refused."""
 
@@ -178,7 +220,7 @@ class PinMatch(NamedTuple):
     source: str = "static"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VerificationResult:
     """What ``PinPolicy.verify`` decided.
 

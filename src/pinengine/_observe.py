@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ._types import Status
-from .metrics import METRICS
+from .metrics import METRICS, decision_key
 
 if TYPE_CHECKING:
     from .policy import DomainEntry, PinMatch, PinPolicy
@@ -56,6 +56,11 @@ class VerificationEvent:
 logging.getLogger("pinengine").addHandler(logging.NullHandler())
 
 _record = METRICS.record
+#: Count a decision whose counter key (``decision_key``) is known: a policy's
+#: remembered outcomes take this path, and build no event (metrics are the
+#: only observer of a match or an unpinned host).
+count_decision = METRICS.count_decision
+__all__ = ["VerificationEvent", "count_decision", "decision_key", "emit", "store_error"]
 _VIOLATIONS = frozenset((Status.MISMATCH, Status.REPORT_ONLY))
 
 

@@ -135,12 +135,13 @@ def read_mapping(mapping: Mapping[str, Any], source: str) -> tuple[list[DomainEn
         raise PolicyError(f"{source}: no 'domains' list")
     if not isinstance(domains, list):
         raise PolicyError(f"{source}: 'domains' must be a list, not {type(domains).__name__}")
-    blocked = _parse_pin_list(f"{source}: blocked_pins", mapping.get("blocked_pins", []), allow_sha1)
+    shared = _Shared(allow_sha1)
+    blocked = list(_parse_pin_list(f"{source}: blocked_pins", mapping.get("blocked_pins", []), shared))
     hpkp = mapping.get("hpkp", False)
     if not isinstance(hpkp, bool):
         raise PolicyError(f"{source}: hpkp must be true or false")
     entries = [
-        _parse_entry(f"{source}: domains[{i}]", item, allow_sha1) for i, item in enumerate(domains)
+        _parse_entry(f"{source}: domains[{i}]", item, shared) for i, item in enumerate(domains)
     ]
     return entries, blocked, allow_sha1, hpkp
 
@@ -184,7 +185,34 @@ def to_mapping(policy: PinPolicy) -> dict[str, Any]:
     return out
 
 
-def _parse_pin_list(where: str, value: Any, allow_sha1: bool) -> list[Pin]:
+class _Shared:
+    """Equal values of one policy document, made once and shared by every entry that has them.
+
+    Real policies pin a few CA keys for many hosts: each pin string is parsed
+    once, and entries with the same pins (and positions) hold the same tuple,
+    so a policy of 100k hosts keeps a handful of Pin objects, not 200k.
+    """
+
+    __slots__ = ("allow_sha1", "pins", "tuples")
+
+    def __init__(self, allow_sha1: bool) -> None:
+        self.allow_sha1 = allow_sha1
+        self.pins: dict[str, Pin] = {}
+        self.tuples: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+
+    def pin(self, text: str) -> Pin:
+        """``Pin.parse(text)``, once per distinct string (PinFormatError as Pin.parse raises it)."""
+        pin = self.pins.get(text)
+        if pin is None:
+            pin = self.pins[text] = Pin.parse(text, allow_sha1=self.allow_sha1)
+        return pin
+
+    def tuple(self, values: list[Any]) -> tuple[Any, ...]:
+        t = tuple(values)
+        return self.tuples.setdefault(t, t)
+
+
+def _parse_pin_list(where: str, value: Any, shared: _Shared) -> tuple[Pin, ...]:
     if not isinstance(value, list):
         raise PolicyError(f"{where}: expected a list of pins, not {type(value).__name__}")
     pins = []
@@ -192,10 +220,10 @@ def _parse_pin_list(where: str, value: Any, allow_sha1: bool) -> list[Pin]:
         if not isinstance(item, str):
             raise PolicyError(f"{where}[{i}]: expected a pin string, not {type(item).__name__}")
         try:
-            pins.append(Pin.parse(item, allow_sha1=allow_sha1))
+            pins.append(shared.pin(item))
         except PinFormatError as exc:
             raise PolicyError(f"{where}[{i}]: {exc}") from None
-    return pins
+    return shared.tuple(pins)
 
 
 def _parse_position(where: str, value: Any) -> int:
@@ -204,51 +232,63 @@ def _parse_position(where: str, value: Any) -> int:
     return POSITIONS[value]
 
 
-def _parse_entry(where: str, item: Any, allow_sha1: bool) -> DomainEntry:
-    if not isinstance(item, Mapping):
+_FLAGS = ("include_subdomains", "require_backup_pin", "dynamic", "record_issuer")
+
+
+def _is_mapping(value: Any) -> bool:
+    # json and tomllib give dicts: skip the (slow) ABC check for them.
+    return type(value) is dict or isinstance(value, Mapping)
+
+
+def _parse_entry(where: str, item: Any, shared: _Shared) -> DomainEntry:
+    # Runs once per entry of policies of 100k entries: the places named in
+    # errors are only formatted when there is an error.
+    if not _is_mapping(item):
         raise PolicyError(f"{where}: a domain entry is a table/object, not {type(item).__name__}")
     for key in item:
         if key not in _ENTRY_KEYS:
             raise _unknown_key(where, key, _ENTRY_KEYS)
     if "host" not in item:
         raise PolicyError(f"{where}: missing 'host'")
-    for flag in ("include_subdomains", "require_backup_pin", "dynamic", "record_issuer"):
+    for flag in _FLAGS:
         if flag in item and not isinstance(item[flag], bool):
             raise PolicyError(f"{where}.{flag}: must be true or false")
     include_subdomains = item.get("include_subdomains", False)
     host = _parse_host(where, item["host"], include_subdomains)
     where = f"{where} ({item['host']})"
-    default_position = _parse_position(f"{where}.position", item.get("position", "any"))
+    default_position = POS_ANY if "position" not in item else _parse_position(f"{where}.position", item["position"])
     dynamic = item.get("dynamic", False)
     raw_pins = item.get("pins", [] if dynamic else None)
     if raw_pins is None:
         raise PolicyError(f"{where}: missing 'pins'")
-    if not isinstance(raw_pins, list):
+    if type(raw_pins) is not list:
         raise PolicyError(f"{where}.pins: expected a list, not {type(raw_pins).__name__}")
     pins: list[Pin] = []
     positions: list[int] = []
-    seen: set[Pin] = set()
+    # Duplicates: a list scan for the usual handful of pins, a set past that
+    # (a hostile file may list thousands: the check stays linear).
+    seen: set[Pin] | list[Pin] = pins if len(raw_pins) <= 8 else set()
     for i, raw in enumerate(raw_pins):
-        pwhere = f"{where}.pins[{i}]"
         position = default_position
-        if isinstance(raw, Mapping):
+        if not isinstance(raw, str) and _is_mapping(raw):
             for key in raw:
                 if key not in _PIN_KEYS:
-                    raise _unknown_key(pwhere, key, _PIN_KEYS)
+                    raise _unknown_key(f"{where}.pins[{i}]", key, _PIN_KEYS)
             if "pin" not in raw:
-                raise PolicyError(f"{pwhere}: missing 'pin'")
+                raise PolicyError(f"{where}.pins[{i}]: missing 'pin'")
             if "position" in raw:
-                position = _parse_position(f"{pwhere}.position", raw["position"])
+                position = _parse_position(f"{where}.pins[{i}].position", raw["position"])
             raw = raw["pin"]
         if not isinstance(raw, str):
-            raise PolicyError(f"{pwhere}: expected a pin string, not {type(raw).__name__}")
+            raise PolicyError(f"{where}.pins[{i}]: expected a pin string, not {type(raw).__name__}")
         try:
-            pin = Pin.parse(raw, allow_sha1=allow_sha1)
+            pin = shared.pin(raw)
         except PinFormatError as exc:
-            raise PolicyError(f"{pwhere}: {exc}") from None
+            raise PolicyError(f"{where}.pins[{i}]: {exc}") from None
         if pin in seen:
-            raise PolicyError(f"{pwhere}: {pin} is listed twice")
-        seen.add(pin)
+            raise PolicyError(f"{where}.pins[{i}]: {pin} is listed twice")
+        if seen is not pins:
+            seen.add(pin)  # type: ignore[union-attr]
         pins.append(pin)
         positions.append(position)
     mode = item.get("mode", ENFORCE)
@@ -262,19 +302,23 @@ def _parse_entry(where: str, item: Any, allow_sha1: bool) -> DomainEntry:
     for uri in report_uri:
         if not (uri.startswith("https://") or uri.startswith("http://")):
             raise PolicyError(f"{where}.report_uri: {uri!r} is not an http(s) URL")
-    return DomainEntry(
-        host=host,
-        pins=tuple(pins),
-        positions=tuple(positions),
-        include_subdomains=include_subdomains,
-        mode=mode,
-        expires=_parse_expires(where, item.get("expires")),
-        report_uri=tuple(report_uri),
-        blocked_pins=tuple(_parse_pin_list(f"{where}.blocked_pins", item.get("blocked_pins", []), allow_sha1)),
-        require_backup_pin=item.get("require_backup_pin", True),
-        dynamic=dynamic,
-        record_issuer=item.get("record_issuer", False),
-        ttl=_parse_ttl(where, item.get("ttl")),
+    blocked = item.get("blocked_pins", ())
+    expires = item.get("expires")
+    ttl = item.get("ttl")
+    # Checked and normalised above, so the entry is made without checking again.
+    return DomainEntry._parsed(
+        host,
+        shared.tuple(pins),
+        shared.tuple(positions),
+        include_subdomains,
+        mode,
+        None if expires is None else _parse_expires(where, expires),
+        shared.tuple(report_uri) if report_uri else (),
+        () if blocked == () else _parse_pin_list(f"{where}.blocked_pins", blocked, shared),
+        item.get("require_backup_pin", True),
+        dynamic,
+        item.get("record_issuer", False),
+        None if ttl is None else _parse_ttl(where, ttl),
     )
 
 

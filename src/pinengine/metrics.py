@@ -52,7 +52,7 @@ import bisect
 import math
 import threading
 import weakref
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from ._types import Status
 
@@ -178,6 +178,22 @@ def _entry_name(entry: Any) -> str:
     return str(getattr(entry, "host", entry))
 
 
+def decision_key(hostname: str, entry: Any, status: str, matches: Sequence[Any]) -> tuple[str, ...]:
+    """The counter a decision is counted under: host, entry, status, and for a match where it matched.
+
+    A policy computes it once per (host, outcome) and keeps it with the
+    outcome, so repeated decisions count without building it again.
+    """
+    if matches and status == Status.MATCH:
+        m = matches[0]
+        return (hostname, entry.host if entry is not None else "", status, m.role, m.pin.kind, m.source)
+    if entry is not None:
+        return (hostname, entry.host, status)
+    if status == Status.NOT_PINNED:
+        return _UNPINNED
+    return (hostname, "", status)
+
+
 class Metrics:
     """Thread-safe counters per ``(host, entry)`` and a latency histogram of the pin check.
 
@@ -195,8 +211,10 @@ class Metrics:
         self._shards: list[_Shard] = []
         self._retired = _Shard(len(self._bounds) + 1, None)
         self._series: set[tuple[str, str]] = set()
-        #: Count one ``VerificationEvent`` (status, the kind of match, latency).
-        self.record = self._make_record()
+        #: Count one ``VerificationEvent`` (status, the kind of match, latency);
+        #: ``count_decision(key, seconds)`` counts a decision whose key
+        #: (``decision_key``) the caller already holds.
+        self.record, self.count_decision = self._make_record()
 
     # -- recording (hot path) ---------------------------------------------------
 
@@ -247,45 +265,35 @@ class Metrics:
             cell = shard.cells[key] = [0]
         return cell
 
-    def _make_record(self) -> Callable[[Any], None]:
-        # The per-decision path, as a closure over what it needs (no attribute
+    def _make_record(self) -> tuple[Callable[[Any], None], Callable[[tuple[str, ...], float], None]]:
+        # The per-decision path, as closures over what they need (no attribute
         # lookups on self): a few hundred nanoseconds, no lock.
         local = self._local
         new_shard = self._shard
         new_cell = self._cell
         bounds = self._bounds
-        unpinned = _UNPINNED
         batch = _LATENCY_BATCH
 
-        def record(event: Any) -> None:
-            """Count one ``VerificationEvent`` (status, the kind of match, latency)."""
+        def count_decision(key: tuple[str, ...], seconds: float) -> None:
+            """Count one decision under ``key`` (see ``decision_key``) and its latency."""
             try:
                 shard = local.shard
             except AttributeError:
                 shard = new_shard()
-            entry = event.entry
-            status = event.status
-            matches = event.matches
-            key: tuple[str, ...]
-            if matches and status == Status.MATCH:
-                m = matches[0]
-                key = (event.hostname, entry.host if entry is not None else "", status, m.role, m.pin.kind, m.source)
-            elif entry is not None:
-                key = (event.hostname, entry.host, status)
-            elif status == Status.NOT_PINNED:
-                key = unpinned
-            else:
-                key = (event.hostname, "", status)
             cell = shard.cells.get(key)
             if cell is None:
                 cell = new_cell(shard, key)
             cell[0] += 1
             latencies = shard.latencies
-            latencies.append(event.seconds)
+            latencies.append(seconds)
             if len(latencies) >= batch:
                 shard.fold_latencies(bounds)
 
-        return record
+        def record(event: Any) -> None:
+            """Count one ``VerificationEvent`` (status, the kind of match, latency)."""
+            count_decision(decision_key(event.hostname, event.entry, event.status, event.matches), event.seconds)
+
+        return record, count_decision
 
     def _count(self, host: str, entry: Any, counter: str, n: int = 1) -> None:
         key = (host or "", _entry_name(entry), counter)

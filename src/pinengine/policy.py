@@ -26,6 +26,7 @@ from ._errors import CertificateParseError, HostnameError, PinMismatchError, Pol
 from ._hostnames import normalize_hostname
 from ._schema import MAX_TTL as MAX_TTL
 from ._schema import PathLike, _check_ttl
+from ._observe import count_decision as _count_decision
 from ._types import POS_ANY, Status
 from ._types import chain_role as _role
 from .pins import SPKI, Pin
@@ -39,6 +40,36 @@ __all__ = [
 ]
 
 log = logging.getLogger("pinengine")
+
+#: Host names (as callers pass them) whose decision plan a policy keeps: the
+#: name's normal form, its entry and that entry's PinSet, and the results it
+#: has given (see ``PinPolicy.verify``). A gateway talks to a bounded set of
+#: hosts; past this many the plans are dropped whole and rebuilt as names come
+#: back (so names chosen by a peer cost time, never memory).
+PLAN_CACHE_SIZE = 4096
+# Results remembered per plan: one per (verified, chain length, matches) seen.
+_OUTCOMES_PER_PLAN = 8
+_CACHEABLE = (Status.MATCH, Status.NOT_PINNED)
+_perf_counter = time.perf_counter
+
+# A decision plan: (normal name, entry or None, PinSet, outcomes or None), where
+# outcomes maps (verified, chain length, *matches) to (result, metrics key).
+_Plan = tuple[str, "DomainEntry | None", Any, "dict[tuple[Any, ...], tuple[VerificationResult, tuple[str, ...]]] | None"]
+
+
+def _remember_outcome(
+    outcomes: dict[tuple[Any, ...], tuple[VerificationResult, tuple[str, ...]]],
+    key: tuple[Any, ...],
+    result: VerificationResult,
+) -> None:
+    """Keep ``result`` for the next chain that matches the same way, if nothing but the match decided it.
+
+    A match or an unpinned name with no blocked key: a refusal or a
+    report-only violation is built anew each time, with its own message and
+    report.
+    """
+    if result.status in _CACHEABLE and not result.blocked and len(outcomes) < _OUTCOMES_PER_PLAN:
+        outcomes[key] = (result, _observe.decision_key(result.hostname, result.entry, result.status, result.matches))
 
 
 # -- host names ----------------------------------------------------------------
@@ -160,6 +191,8 @@ class PinPolicy(DynamicPins):
         # of a name with deviation characters): an entry written for that
         # form itself wins; two entries claiming it are refused.
         for entry in self.entries:
+            if "xn--" not in entry.host:
+                continue  # no A-label: the entry covers its own name only
             table = self._table(entry)
             for spelling in _hostnames.entry_spellings(entry.base)[1:]:
                 current = table.get(spelling.name)
@@ -172,11 +205,17 @@ class PinPolicy(DynamicPins):
                         f"form {spelling.senders} send for each; add an entry for {spelling.name!r} "
                         "itself to say which pins it takes"
                     )
-        self._pinsets: dict[int, tuple[Any, DomainEntry]] = {}
+        # PinSets by (pins, positions, blocked pins): entries that pin the same
+        # keys (many hosts behind a few CAs) share one.
+        self._pinsets: dict[tuple[tuple[Pin, ...], tuple[int, ...], tuple[Pin, ...]], Any] = {}
         self._global_pinset = self._make_pinset((), (), self.blocked_pins)
+        self._plans: dict[str, _Plan] = {}
 
     def _table(self, entry: DomainEntry) -> dict[str, DomainEntry]:
-        return {"exact": self._exact, "one-label": self._one_label, "any-depth": self._any_depth}[entry.pattern]
+        host = entry.host
+        if host[0] == "*":
+            return self._any_depth if host[1] == "*" else self._one_label
+        return self._any_depth if entry.include_subdomains else self._exact
 
     def _check_entry(self, where: str, entry: DomainEntry) -> None:
         if len(entry.positions) != len(entry.pins):
@@ -214,13 +253,17 @@ class PinPolicy(DynamicPins):
         return entry.blocked_pins + tuple(p for p in self.blocked_pins if p not in own)
 
     def _pinset(self, entry: DomainEntry) -> Any:
-        # PinSets are built lazily; building them is cheap and races only build twice.
-        key = id(entry)
-        cached = self._pinsets.get(key)
-        if cached is None or cached[1] is not entry:
-            cached = (self._make_pinset(entry.pins, entry.positions, self._blocked_for(entry)), entry)
-            self._pinsets[key] = cached
-        return cached[0]
+        # PinSets are built lazily, one per distinct set of pins; building one
+        # is cheap and a race only builds it twice. Noted entries come and go
+        # with the store: theirs are not kept here (see DynamicPins).
+        blocked = self._blocked_for(entry)
+        key = (entry.pins, entry.positions, blocked)
+        pinset = self._pinsets.get(key)
+        if pinset is None:
+            pinset = self._make_pinset(entry.pins, entry.positions, blocked)
+            if not entry.noted:
+                self._pinsets[key] = pinset
+        return pinset
 
     def _global(self) -> Any:
         return self._global_pinset
@@ -335,10 +378,9 @@ class PinPolicy(DynamicPins):
         and unpinned hosts included), and CertificateParseError when a
         certificate is malformed (fail closed).
         """
-        started = time.perf_counter()
-        name, entry = self._resolve(hostname)
-        entry = entry or self._noted_entry(name)
-        pinset = self._global() if entry is None or entry.noted else self._pinset(entry)
+        started = _perf_counter()
+        plan = (self._plans.get(hostname) if now is None else None) or self._plan(hostname, now)
+        name, entry, pinset, outcomes = plan
         try:
             # Match over the whole chain: blocked keys are refused wherever they
             # stand; positive matches are cut to the leaf when unverified.
@@ -346,8 +388,47 @@ class PinPolicy(DynamicPins):
         except CertificateParseError as exc:
             self._emit_error(name, entry, chain, verified, port, served_chain, started, exc)
             raise
-        result = self._decide(name, entry, chain, pairs, verified, now)
+        if outcomes is None:
+            result = self._decide(name, entry, chain, pairs, verified, now)
+        else:
+            # The common case: a host this policy decided on before, with the
+            # same outcome. The result is immutable and was built then; only
+            # the metrics are counted (no event is built: nothing else
+            # observes a match or an unpinned host).
+            outcome_key = (verified, len(chain), *pairs)
+            known = outcomes.get(outcome_key)
+            if known is not None and (entry is not None or not self.hpkp):
+                try:
+                    _count_decision(known[1], _perf_counter() - started)
+                except Exception:  # pragma: no cover - counting must never break verification
+                    pass
+                return known[0]  # type: ignore[no-any-return]
+            result = self._decide(name, entry, chain, pairs, verified, now)
+            _remember_outcome(outcomes, outcome_key, result)
         return self._finish(result, chain, port, served_chain, started)
+
+    def _plan(self, hostname: str, now: _dt.datetime | None) -> _Plan:
+        """``(name, entry, PinSet, outcomes)`` for ``hostname``: remembered when its decisions can be.
+
+        ``outcomes`` (what each chain match decided) is None for a plan that
+        is not remembered: dynamic and noted entries (the store decides),
+        entries that expire and calls with ``now`` (the clock does), and an
+        unpinned name while HPKP is on (a header may note it at any time).
+        Raises HostnameError / ValueError for a name that cannot be used.
+        """
+        name, entry = self._resolve(hostname)
+        entry = entry or self._noted_entry(name)
+        pinset = self._global() if entry is None or entry.noted else self._pinset(entry)
+        if now is not None or (
+            self.hpkp if entry is None else (entry.dynamic or entry.noted or entry.expires is not None)
+        ):
+            return (name, entry, pinset, None)
+        plans = self._plans
+        if len(plans) >= PLAN_CACHE_SIZE:
+            plans.clear()
+        plan: _Plan = (name, entry, pinset, {})
+        plans[hostname] = plan
+        return plan
 
     def verify_batch(
         self,
@@ -364,35 +445,53 @@ class PinPolicy(DynamicPins):
         CertificateParseError / ValueError (bad host name) that ``verify``
         would have raised for that item.
         """
-        started = time.perf_counter()
+        started = _perf_counter()
+        plans = self._plans
         jobs: list[tuple[Sequence[bytes], Any]] = []
-        plan: list[tuple[str, DomainEntry | None, Sequence[bytes]] | ValueError] = []
+        steps: list[tuple[_Plan, Sequence[bytes]] | ValueError] = []
         for hostname, chain in items:
-            try:
-                name, entry = self._resolve(hostname)
-            except ValueError as exc:
-                plan.append(exc)
-                continue
-            entry = entry or self._noted_entry(name)
-            jobs.append((chain, self._global() if entry is None or entry.noted else self._pinset(entry)))
-            plan.append((name, entry, chain))
-        outcomes = iter(match_chains(jobs, True))
+            plan = plans.get(hostname) if now is None else None
+            if plan is None:
+                try:
+                    plan = self._plan(hostname, now)
+                except ValueError as exc:
+                    steps.append(exc)
+                    continue
+            jobs.append((chain, plan[2]))
+            steps.append((plan, chain))
+        matched = match_chains(jobs, True)
         results: list[VerificationResult | PinMismatchError | CertificateParseError | ValueError] = []
-        for step in plan:
+        add = results.append
+        hpkp = self.hpkp
+        k = 0
+        for step in steps:
             if isinstance(step, ValueError):
-                results.append(step)
+                add(step)
                 continue
-            name, entry, chain = step
-            pairs = next(outcomes)
+            (name, entry, _, outcomes), chain = step
+            pairs = matched[k]
+            k += 1
             if isinstance(pairs, CertificateParseError):
                 self._emit_error(name, entry, chain, verified, None, None, started, pairs)
-                results.append(pairs)
+                add(pairs)
                 continue
+            if outcomes is not None:
+                outcome_key = (verified, len(chain), *pairs)
+                known = outcomes.get(outcome_key)
+                if known is not None and (entry is not None or not hpkp):
+                    try:
+                        _count_decision(known[1], _perf_counter() - started)
+                    except Exception:  # pragma: no cover - counting must never break verification
+                        pass
+                    add(known[0])
+                    continue
             try:
                 result = self._decide(name, entry, chain, pairs, verified, now)
-                results.append(self._finish(result, chain, None, None, started))
+                if outcomes is not None:
+                    _remember_outcome(outcomes, outcome_key, result)
+                add(self._finish(result, chain, None, None, started))
             except PinMismatchError as exc:
-                results.append(exc)
+                add(exc)
         return results
 
     def _finish(
