@@ -28,6 +28,7 @@ from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 
 from pinengine._errors import CertificateParseError
+from pinengine._errors import der_input_error as _der_input_error
 from pinengine._types import (
     ALGORITHMS,
     KIND_CERT,
@@ -268,13 +269,23 @@ def hash_bytes(data, algorithm):
 
 
 def spki_sha256(der):
-    """SHA-256 of the certificate's subjectPublicKeyInfo TLV, exactly as encoded."""
-    return _cert_digest(der, PE_SHA256, True)
+    """SHA-256 of the certificate's subjectPublicKeyInfo, exactly as encoded.
+
+    Raises CertificateParseError when ``der`` is not a well-formed DER
+    certificate (PEM text is told to go through ``load_certificates``).
+    """
+    try:
+        return _cert_digest(der, PE_SHA256, True)
+    except (CertificateParseError, TypeError) as exc:
+        raise _der_input_error(der, exc) from None
 
 
 def cert_sha256(der):
-    """SHA-256 of the whole certificate, which must be well-formed."""
-    return _cert_digest(der, PE_SHA256, False)
+    """SHA-256 of the whole DER certificate, which must be well-formed."""
+    try:
+        return _cert_digest(der, PE_SHA256, False)
+    except (CertificateParseError, TypeError) as exc:
+        raise _der_input_error(der, exc) from None
 
 
 def spki_digest(der, algorithm):
@@ -315,6 +326,13 @@ def validate_spki(data):
 
 def parse_certificate(der):
     """Read version, serial, names, validity and SPKI out of a DER certificate."""
+    try:
+        return _parse_certificate(der)
+    except (CertificateParseError, TypeError) as exc:
+        raise _der_input_error(der, exc) from None
+
+
+cdef object _parse_certificate(object der):
     cdef Py_buffer view
     cdef pe_cert cert
     cdef Py_ssize_t n

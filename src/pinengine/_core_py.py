@@ -20,6 +20,7 @@ import hashlib
 from typing import Any, Callable, List, Sequence, Tuple, Union
 
 from ._errors import CertificateParseError
+from ._errors import der_input_error as _der_input_error
 from ._types import (
     ALGORITHMS,
     KIND_CERT,
@@ -480,14 +481,24 @@ def hash_bytes(data: Any, algorithm: str) -> bytes:
 
 
 def spki_sha256(der: Any) -> bytes:
-    """SHA-256 of the certificate's subjectPublicKeyInfo TLV, exactly as encoded."""
-    b, parts = _checked(der)
+    """SHA-256 of the certificate's subjectPublicKeyInfo, exactly as encoded.
+
+    Raises CertificateParseError when ``der`` is not a well-formed DER
+    certificate (PEM text is told to go through ``load_certificates``).
+    """
+    try:
+        b, parts = _checked(der)
+    except (CertificateParseError, TypeError) as exc:
+        raise _der_input_error(der, exc) from None
     return _sha256(memoryview(b)[parts[11] : parts[12]]).digest()
 
 
 def cert_sha256(der: Any) -> bytes:
-    """SHA-256 of the whole certificate, which must pass the acceptance rule."""
-    b, _ = _checked(der)
+    """SHA-256 of the whole DER certificate, which must be well-formed."""
+    try:
+        b, _ = _checked(der)
+    except (CertificateParseError, TypeError) as exc:
+        raise _der_input_error(der, exc) from None
     return _sha256(b).digest()
 
 
@@ -523,7 +534,10 @@ def validate_spki(data: Any) -> None:
 
 def parse_certificate(der: Any) -> CertificateInfo:
     """Read version, serial, names, validity and SPKI out of a DER certificate."""
-    b, p = _checked(der)
+    try:
+        b, p = _checked(der)
+    except (CertificateParseError, TypeError) as exc:
+        raise _der_input_error(der, exc) from None
     return _build_certificate_info(
         b,
         p[0],

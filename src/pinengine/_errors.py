@@ -110,3 +110,20 @@ class StaleBundleError(BundleError, StalePolicyError):
 
 class ExpiredBundleError(BundleError):
     """The bundle's ``not_after`` time has passed."""
+
+
+def der_input_error(data: object, error: Exception) -> Exception:
+    """The error to raise when ``data`` is not a DER certificate: PEM text (bytes or str) is told how to read it.
+
+    The cores call this on their error path only (a well-formed certificate
+    never gets here), so the public ``spki_sha256`` & co. are the cores' own
+    functions, with no wrapper per call.
+    """
+    head = data[:64] if isinstance(data, (bytes, bytearray, memoryview, str)) else b""
+    text = bytes(head) if not isinstance(head, str) else head.encode("utf-8", "replace")
+    if b"-----BEGIN" in text:
+        return CertificateParseError(
+            "this is PEM text, not DER: read it with pinengine.load_certificates(data), which returns "
+            "the DER certificates it holds"
+        )
+    return error

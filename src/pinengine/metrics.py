@@ -43,7 +43,9 @@ policy entry's host pattern (``""`` when no entry covers it). Verifications
 of hosts that no entry covers are counted under the single series
 ``("", "")``, because a gateway sees an unbounded number of such names; and
 at most ``max_series`` series are kept (default 10 000): later hosts are
-counted under the host ``"_other"`` of their entry.
+counted under the host ``"_other"`` of their entry, for at most
+``max_series`` entries more; past that (policies of more entries than the
+cap), under the single series ``("_other", "_other")``.
 """
 
 from __future__ import annotations
@@ -211,6 +213,7 @@ class Metrics:
         self._shards: list[_Shard] = []
         self._retired = _Shard(len(self._bounds) + 1, None)
         self._series: set[tuple[str, str]] = set()
+        self._other_series = 0  # ("_other", entry) series in _series
         #: Count one ``VerificationEvent`` (status, the kind of match, latency);
         #: ``count_decision(key, seconds)`` counts a decision whose key
         #: (``decision_key``) the caller already holds.
@@ -256,9 +259,17 @@ class Metrics:
         with self._lock:
             if series not in self._series:
                 if len(self._series) >= self.max_series and key[0]:
-                    # Over the cap: count under "_other" (this key always takes this path).
-                    key = (_OTHER_HOST,) + key[1:]
+                    # Over the cap: count under "_other" of the entry, and once
+                    # max_series entries have one, under ("_other", "_other"):
+                    # a policy of more entries than the cap stays bounded too.
+                    # (Keys over the cap always take this path.)
                     series = (_OTHER_HOST, key[1])
+                    if series not in self._series:
+                        if self._other_series >= self.max_series:
+                            series = (_OTHER_HOST, _OTHER_HOST)
+                        else:
+                            self._other_series += 1
+                    key = series + key[2:]
                 self._series.add(series)
         cell = shard.cells.get(key)
         if cell is None:
@@ -330,6 +341,7 @@ class Metrics:
                 shard.buckets = [0] * (len(self._bounds) + 1) + [0.0]
             self._retired = _Shard(len(self._bounds) + 1, None)
             self._series = set()
+            self._other_series = 0
 
     # -- reading ----------------------------------------------------------------
 
