@@ -42,7 +42,7 @@ and after a change to the decision path.
     the entries: ~4x the time for n log n, ~16x for quadratic). The goal's
     "in seconds" is read as under 20 s, and n log n as under 6x the time.
 
-Rounds: ``--rounds`` (default 5) for rows 1-4 (rows 1 and 2 run 4x as many
+Rounds: ``--rounds`` (default 5) for rows 1-4 (rows 1 and 2 run 8x and 4x as many
 short rounds, rows 3 and 4 2x-4x), at most 3 for rows 6 and 7 and at most 2
 for rows 5 and 8 (seconds each); the whole default run takes ~2-3 min.
 
@@ -95,7 +95,7 @@ class Sizes:
     def __init__(self, rounds: int, quick: bool) -> None:
         self.quick = quick
         self.rounds = rounds
-        self.handshake_rounds = rounds * 4  # short rounds, many of them: the median of many differences
+        self.handshake_rounds = rounds * 8  # short rounds, many of them: the median of many differences
         self.handshakes = 20 if quick else 50  # per context per round
         self.policy_entries = 1000
         self.verify_calls = 1000 if quick else 2000
