@@ -379,7 +379,9 @@ class PinPolicy(DynamicPins):
         certificate is malformed (fail closed).
         """
         started = _perf_counter()
-        plan = (self._plans.get(hostname) if now is None else None) or self._plan(hostname, now)
+        plan = self._plans.get(hostname) if now is None else None
+        if plan is None or (plan[1] is None and self.hpkp):  # (hpkp switched on since: ask the store)
+            plan = self._plan(hostname, now)
         name, entry, pinset, outcomes = plan
         try:
             # Match over the whole chain: blocked keys are refused wherever they
@@ -397,7 +399,7 @@ class PinPolicy(DynamicPins):
             # observes a match or an unpinned host).
             outcome_key = (verified, len(chain), *pairs)
             known = outcomes.get(outcome_key)
-            if known is not None and (entry is not None or not self.hpkp):
+            if known is not None:
                 try:
                     _count_decision(known[1], _perf_counter() - started)
                 except Exception:  # pragma: no cover - counting must never break verification
@@ -447,11 +449,12 @@ class PinPolicy(DynamicPins):
         """
         started = _perf_counter()
         plans = self._plans
+        hpkp = self.hpkp
         jobs: list[tuple[Sequence[bytes], Any]] = []
         steps: list[tuple[_Plan, Sequence[bytes]] | ValueError] = []
         for hostname, chain in items:
             plan = plans.get(hostname) if now is None else None
-            if plan is None:
+            if plan is None or (plan[1] is None and hpkp):
                 try:
                     plan = self._plan(hostname, now)
                 except ValueError as exc:
@@ -462,7 +465,6 @@ class PinPolicy(DynamicPins):
         matched = match_chains(jobs, True)
         results: list[VerificationResult | PinMismatchError | CertificateParseError | ValueError] = []
         add = results.append
-        hpkp = self.hpkp
         k = 0
         for step in steps:
             if isinstance(step, ValueError):
@@ -478,7 +480,7 @@ class PinPolicy(DynamicPins):
             if outcomes is not None:
                 outcome_key = (verified, len(chain), *pairs)
                 known = outcomes.get(outcome_key)
-                if known is not None and (entry is not None or not hpkp):
+                if known is not None:
                     try:
                         _count_decision(known[1], _perf_counter() - started)
                     except Exception:  # pragma: no cover - counting must never break verification
