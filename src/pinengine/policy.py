@@ -57,6 +57,11 @@ _perf_counter = time.perf_counter
 _Plan = tuple[str, "DomainEntry | None", Any, "dict[tuple[Any, ...], tuple[VerificationResult, tuple[str, ...]]] | None"]
 
 
+def _as_list(chain: Sequence[bytes] | None) -> Sequence[bytes] | None:
+    """A chain an event can keep: a caller's lazy sequence (the TLS hooks' served chain) is read now."""
+    return chain if chain is None or isinstance(chain, (list, tuple)) else list(chain)
+
+
 def _remember_outcome(
     outcomes: dict[tuple[Any, ...], tuple[VerificationResult, tuple[str, ...]]],
     key: tuple[Any, ...],
@@ -505,6 +510,7 @@ class PinPolicy(DynamicPins):
         started: float,
     ) -> VerificationResult:
         """Tell observers about a decision; raise PinMismatchError if it is a refusal."""
+        served_chain = _as_list(served_chain)
         _observe.emit(
             _observe.VerificationEvent(
                 self, result.hostname, port, result.status, result.entry, chain, served_chain,
@@ -527,6 +533,7 @@ class PinPolicy(DynamicPins):
         started: float,
         error: BaseException,
     ) -> None:
+        served_chain = _as_list(served_chain)
         _observe.emit(
             _observe.VerificationEvent(
                 self, name, port, Status.PARSE_ERROR, entry, chain, served_chain, verified, (), (), str(error),

@@ -44,6 +44,16 @@ def _ders(certs: Sequence[Any] | None) -> list[bytes]:
     return out
 
 
+def _chains_of(conn: Any) -> Any:
+    """What answers get_verified_chain / get_unverified_chain: the connection on 3.13+, its ssl object before."""
+    if sys.version_info >= (3, 13):
+        return conn
+    inner = getattr(conn, "_sslobj", None)
+    if inner is None or not hasattr(inner, "get_verified_chain"):
+        raise _ssl.SSLError("pinengine needs Python 3.10+ (the ssl module cannot give the verified chain)")
+    return inner
+
+
 def peer_chains(conn: _ssl.SSLSocket | _ssl.SSLObject) -> tuple[list[bytes], list[bytes]]:
     """``(verified, served)``: the chain the trust store validated and the one the peer sent, as DER.
 
@@ -51,12 +61,39 @@ def peer_chains(conn: _ssl.SSLSocket | _ssl.SSLObject) -> tuple[list[bytes], lis
     Uses the public methods on Python 3.13+ and the ssl object's private
     ones on 3.10-3.12, where they exist but were not yet documented.
     """
-    if sys.version_info >= (3, 13):
-        return _ders(conn.get_verified_chain()), _ders(conn.get_unverified_chain())  # type: ignore[union-attr]
-    inner = getattr(conn, "_sslobj", None)
-    if inner is None or not hasattr(inner, "get_verified_chain"):
-        raise _ssl.SSLError("pinengine needs Python 3.10+ (the ssl module cannot give the verified chain)")
-    return _ders(inner.get_verified_chain()), _ders(inner.get_unverified_chain())
+    source = _chains_of(conn)
+    return _ders(source.get_verified_chain()), _ders(source.get_unverified_chain())
+
+
+class _ServedChain(Sequence[bytes]):
+    """The chain the peer sent, read from the connection only when something looks at it.
+
+    On the common path (a validated chain for the name, which the policy
+    decides on) nothing does: only a violation report shows the served
+    chain, and a policy copies it into the event before any observer sees it,
+    while the handshake is still in hand.
+    """
+
+    __slots__ = ("_source", "_ders")
+
+    def __init__(self, source: Any) -> None:
+        self._source = source
+        self._ders: list[bytes] | None = None
+
+    def _get(self) -> list[bytes]:
+        if self._ders is None:
+            self._ders = _ders(self._source.get_unverified_chain())
+            self._source = None
+        return self._ders
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._get()[index]
+
+    def __iter__(self) -> Any:
+        return iter(self._get())
 
 
 def _chain_key(hostname: str) -> str:
@@ -79,36 +116,46 @@ def _check(conn: Any, context: PinnedSSLContext) -> VerificationResult:
             hostname="",
         )
     validated = context.verify_mode != _ssl.CERT_NONE
-    verified, served = peer_chains(conn)
-    leaf = served[0] if served else conn.getpeercert(binary_form=True)
-    if not leaf:
-        raise PinMismatchError("pinning: the peer presented no certificate", hostname=hostname)
-    served = served or [leaf]
-    if not validated:
-        # Nothing was validated: the policy gets everything the peer sent, so
-        # that a blocked key anywhere in it refuses the connection; only the
-        # leaf can match a pin.
-        chain = served
-    elif not context.check_hostname:
-        # The trust store validated the chain, but not for this host name
-        # (check_hostname off; urllib3 with assert_hostname matches names
-        # itself, after the handshake): it shows that a CA vouches for some
-        # name, not for this one. A CA pin would let any certificate of that
-        # CA through, and a first key recorded from it could be anyone's: so,
-        # as under CERT_NONE, only the leaf can match and nothing is recorded.
-        chain, validated = verified or served, False
-    elif verified:
+    source = _chains_of(conn)
+    verified = _ders(source.get_verified_chain()) if validated and context.check_hostname else []
+    served: Sequence[bytes]
+    if verified:
+        # The common case: the trust store validated a chain for this name
+        # (a full handshake). The policy decides on it; what the peer sent is
+        # read only if a report needs it.
         chain = verified
-        context._remember_chain(hostname, chain)
+        # Kept for a resumption of this session, once the application takes
+        # the session (see _take_session): the only way the ssl module resumes.
+        conn._pin_resumable = (hostname, chain)
+        served = _ServedChain(source)
     else:
-        # A resumed session: OpenSSL keeps the peer's leaf but not the chain
-        # it validated, and does not check the host name again. Use the chain
-        # this context validated for that leaf *and this host name* in the
-        # full handshake that made the session; a session made for another
-        # host (or one no longer remembered) proves nothing about this one,
-        # so then only the leaf can be trusted.
-        known = context._recall_chain(hostname, leaf)
-        chain, validated = (known, True) if known else (served, False)
+        served = _ders(source.get_unverified_chain())
+        leaf = served[0] if served else conn.getpeercert(binary_form=True)
+        if not leaf:
+            raise PinMismatchError("pinning: the peer presented no certificate", hostname=hostname)
+        served = served or [leaf]
+        if not validated:
+            # Nothing was validated: the policy gets everything the peer sent, so
+            # that a blocked key anywhere in it refuses the connection; only the
+            # leaf can match a pin.
+            chain = served
+        elif not context.check_hostname:
+            # The trust store validated the chain, but not for this host name
+            # (check_hostname off; urllib3 with assert_hostname matches names
+            # itself, after the handshake): it shows that a CA vouches for some
+            # name, not for this one. A CA pin would let any certificate of that
+            # CA through, and a first key recorded from it could be anyone's: so,
+            # as under CERT_NONE, only the leaf can match and nothing is recorded.
+            chain, validated = _ders(source.get_verified_chain()) or served, False
+        else:
+            # A resumed session: OpenSSL keeps the peer's leaf but not the chain
+            # it validated, and does not check the host name again. Use the chain
+            # this context validated for that leaf *and this host name* in the
+            # full handshake that made the session; a session made for another
+            # host (or one no longer remembered) proves nothing about this one,
+            # so then only the leaf can be trusted.
+            known = context._recall_chain(hostname, leaf)
+            chain, validated = (known, True) if known else (served, False)
     conn.pin_chain = chain
     port = getattr(conn, "pin_port", None)  # an SSLObject: set by whoever owns its transport
     if isinstance(conn, _ssl.SSLSocket):
@@ -117,6 +164,21 @@ def _check(conn: Any, context: PinnedSSLContext) -> VerificationResult:
         except OSError:
             pass
     return context.pin_policy.verify(hostname, chain, verified=validated, port=port, served_chain=served)
+
+
+def _take_session(conn: Any, session: Any) -> Any:
+    """``conn.session`` is being read: remember the chain its pin check validated, for resuming it.
+
+    A client resumes a session with the ssl module only by passing a session
+    it read from an earlier connection (``wrap_socket(..., session=...)``);
+    OpenSSL keeps no validated chain for a resumed session, so the chain of
+    the full handshake is remembered then, per (leaf, host name), not on
+    every handshake of clients that never resume.
+    """
+    pending = conn.__dict__.pop("_pin_resumable", None)
+    if pending is not None:
+        conn.context._remember_chain(*pending)
+    return session
 
 
 def _refusal(conn: Any, exc: BaseException) -> PinMismatchError:
@@ -160,6 +222,15 @@ class PinnedSSLSocket(_ssl.SSLSocket):
     pin_chain: list[bytes] | None = None
     _pin_passed: bool = False
     _pin_refused: PinMismatchError | None = None
+
+    @property
+    def session(self) -> _ssl.SSLSession | None:
+        """The TLS session, to resume (``wrap_socket(..., session=...)``); taking it readies the resumed check."""
+        return _take_session(self, _ssl.SSLSocket.session.__get__(self))  # type: ignore[no-any-return]
+
+    @session.setter
+    def session(self, session: _ssl.SSLSession | None) -> None:
+        _ssl.SSLSocket.session.__set__(self, session)
 
     def _pin_gate(self) -> None:
         """Before application I/O: the pin check must have passed, running the handshake if needed."""
@@ -269,6 +340,15 @@ class PinnedSSLObject(_ssl.SSLObject):
     pin_port: int | None = None
     _pin_passed: bool = False
     _pin_refused: PinMismatchError | None = None
+
+    @property
+    def session(self) -> _ssl.SSLSession | None:
+        """The TLS session, to resume (``wrap_socket(..., session=...)``); taking it readies the resumed check."""
+        return _take_session(self, _ssl.SSLObject.session.__get__(self))  # type: ignore[no-any-return]
+
+    @session.setter
+    def session(self, session: _ssl.SSLSession | None) -> None:
+        _ssl.SSLObject.session.__set__(self, session)
 
     def _pin_gate(self) -> None:
         if self._pin_passed or self.server_side:
