@@ -164,8 +164,12 @@ def _handshake_server(cert_files: list[str], key_file: str, port_out: Any) -> No
 
 def row1(sz: Sizes) -> dict[str, Any]:
     from pinengine import PinPolicy
+    from pinengine.hooks import ssl as hooks_ssl
     from pinengine.hooks.ssl import create_pinned_context
     from tests.certs import key_pem, make_cert, make_chain, new_key, pem
+
+    real_check = hooks_ssl._check
+    check_ns: list[int] = []
 
     chain = make_chain("p256", HOST)
     warmup = 10
@@ -220,11 +224,6 @@ def row1(sz: Sizes) -> dict[str, Any]:
             # The pin check's own time, inside each pinned handshake (cache-cold:
             # it runs right after OpenSSL's handshake work), beside the
             # process-CPU difference, which carries the machine's noise.
-            from pinengine.hooks import ssl as hooks_ssl
-
-            check_ns: list[int] = []
-            real_check = hooks_ssl._check
-
             def timed_check(conn: Any, context: Any) -> Any:
                 t = time.perf_counter_ns()
                 try:

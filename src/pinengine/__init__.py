@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import _backend
+
 # The core's own functions (no wrapper per call): they raise
 # CertificateParseError for malformed input, and tell PEM text apart.
 from ._backend import cert_sha256 as cert_sha256

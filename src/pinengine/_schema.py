@@ -207,7 +207,7 @@ class _Shared:
             pin = self.pins[text] = Pin.parse(text, allow_sha1=self.allow_sha1)
         return pin
 
-    def tuple(self, values: list[Any]) -> tuple[Any, ...]:
+    def tuple(self, values: list[Any] | tuple[Any, ...]) -> tuple[Any, ...]:
         t = tuple(values)
         return self.tuples.setdefault(t, t)
 

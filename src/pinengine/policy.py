@@ -24,9 +24,9 @@ from ._entries import POSITIONS as POSITIONS
 from ._entries import REPORT_ONLY as REPORT_ONLY
 from ._errors import CertificateParseError, HostnameError, PinMismatchError, PolicyError
 from ._hostnames import normalize_hostname
+from ._observe import count_decision as _count_decision
 from ._schema import MAX_TTL as MAX_TTL
 from ._schema import PathLike, _check_ttl
-from ._observe import count_decision as _count_decision
 from ._types import POS_ANY, Status
 from ._types import chain_role as _role
 from .pins import SPKI, Pin
@@ -409,7 +409,7 @@ class PinPolicy(DynamicPins):
                     _count_decision(known[1], _perf_counter() - started)
                 except Exception:  # pragma: no cover - counting must never break verification
                     pass
-                return known[0]  # type: ignore[no-any-return]
+                return known[0]
             result = self._decide(name, entry, chain, pairs, verified, now)
             _remember_outcome(outcomes, outcome_key, result)
         return self._finish(result, chain, port, served_chain, started)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from pinengine import Pin, PinMismatchError, PinPolicy, policy as policy_module
+from pinengine import Pin, PinMismatchError, PinPolicy
+from pinengine import policy as policy_module
 from tests.certs import Chain, cached_chain, make_chain
 
 pytestmark = pytest.mark.both_cores

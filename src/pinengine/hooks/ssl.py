@@ -44,6 +44,11 @@ def _ders(certs: Sequence[Any] | None) -> list[bytes]:
     return out
 
 
+# The ssl module's own ``session`` properties, which the pinned classes wrap.
+_SOCKET_SESSION = cast(property, vars(_ssl.SSLSocket)["session"])
+_OBJECT_SESSION = cast(property, vars(_ssl.SSLObject)["session"])
+
+
 def _chains_of(conn: Any) -> Any:
     """What answers get_verified_chain / get_unverified_chain: the connection on 3.13+, its ssl object before."""
     if sys.version_info >= (3, 13):
@@ -226,11 +231,11 @@ class PinnedSSLSocket(_ssl.SSLSocket):
     @property
     def session(self) -> _ssl.SSLSession | None:
         """The TLS session, to resume (``wrap_socket(..., session=...)``); taking it readies the resumed check."""
-        return _take_session(self, _ssl.SSLSocket.session.__get__(self))  # type: ignore[no-any-return]
+        return _take_session(self, _SOCKET_SESSION.__get__(self))  # type: ignore[no-any-return]
 
     @session.setter
     def session(self, session: _ssl.SSLSession | None) -> None:
-        _ssl.SSLSocket.session.__set__(self, session)
+        _SOCKET_SESSION.__set__(self, session)
 
     def _pin_gate(self) -> None:
         """Before application I/O: the pin check must have passed, running the handshake if needed."""
@@ -344,11 +349,11 @@ class PinnedSSLObject(_ssl.SSLObject):
     @property
     def session(self) -> _ssl.SSLSession | None:
         """The TLS session, to resume (``wrap_socket(..., session=...)``); taking it readies the resumed check."""
-        return _take_session(self, _ssl.SSLObject.session.__get__(self))  # type: ignore[no-any-return]
+        return _take_session(self, _OBJECT_SESSION.__get__(self))  # type: ignore[no-any-return]
 
     @session.setter
     def session(self, session: _ssl.SSLSession | None) -> None:
-        _ssl.SSLObject.session.__set__(self, session)
+        _OBJECT_SESSION.__set__(self, session)
 
     def _pin_gate(self) -> None:
         if self._pin_passed or self.server_side:
