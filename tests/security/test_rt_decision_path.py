@@ -1,0 +1,284 @@
+"""Red team on the decision path: remembered plans, shared schema objects, the lazy TLS hook.
+
+Each test pits a policy that has remembered earlier decisions against what a
+fresh policy decides on the same input: a remembered plan may only save
+work, never change a decision, lose a violation report or a counted decision.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import ssl
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pinengine import DomainEntry, Pin, PinMismatchError, PinPolicy
+from pinengine._errors import PolicyError
+from pinengine._types import Status
+from pinengine.hooks.ssl import create_pinned_context
+from tests.certs import Chain, make_cert, make_chain, new_key
+from tests.tls import TLSServer
+
+HOST = "bank.test"
+
+
+def pin(der: bytes) -> str:
+    return str(Pin.from_certificate(der))
+
+
+@pytest.fixture(scope="module")
+def good() -> Chain:
+    return make_chain("p256", HOST)
+
+
+@pytest.fixture(scope="module")
+def evil() -> Chain:
+    return make_chain("p256", HOST)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.lock = threading.Lock()
+
+    def report(self, event: Any) -> None:
+        with self.lock:
+            self.events.append(event)
+
+
+def mapping(good: Chain, **entry: Any) -> dict[str, Any]:
+    return {"domains": [{"host": HOST, "pins": [pin(good.ders[1]), pin(good.ders[2])], **entry}]}
+
+
+def decide(policy: PinPolicy, host: str, chain: list[bytes], **kw: Any) -> str:
+    try:
+        return policy.verify(host, chain, **kw).status
+    except PinMismatchError as exc:
+        return f"refused:{exc.result.status}"  # type: ignore[attr-defined]
+
+
+SPELLINGS = [HOST, "BANK.TEST", "bank.test.", "Bank.Test.", "bAnK.tEsT"]
+
+
+def test_spellings_alternating_good_and_evil_chains_match_a_fresh_policy(good: Chain, evil: Chain) -> None:
+    rec = Recorder()
+    policy = PinPolicy.from_mapping(mapping(good), reporter=rec)
+    refusals = 0
+    for round_ in range(3):
+        for host in SPELLINGS:
+            for chain, verified in ((good.ders, True), (evil.ders, True), (good.ders, False), (evil.ders[:1] + good.ders[1:], False)):
+                fresh = PinPolicy.from_mapping(mapping(good), reporter=Recorder())
+                want = decide(fresh, host, list(chain), verified=verified)
+                got = decide(policy, host, list(chain), verified=verified)
+                assert got == want, (round_, host, verified)
+                refusals += got.startswith("refused")
+    # every refusal reached the reporter, remembered plan or not
+    assert refusals == 3 * len(SPELLINGS) * 3
+    assert len(rec.events) == refusals
+
+
+def test_report_only_violations_are_reported_every_time(good: Chain, evil: Chain) -> None:
+    rec = Recorder()
+    policy = PinPolicy.from_mapping(mapping(good, mode="report-only"), reporter=rec)
+    for _ in range(5):
+        assert policy.verify(HOST, good.ders).status == Status.MATCH
+        assert policy.verify(HOST, evil.ders).status == Status.REPORT_ONLY
+    assert len(rec.events) == 5
+    assert all(e.status == Status.REPORT_ONLY for e in rec.events)
+
+
+def test_blocked_key_after_a_remembered_match_is_refused(good: Chain) -> None:
+    # the same leaf key, reissued under a compromised intermediate that the policy blocks
+    bad_key = new_key("p256")
+    bad_inter = make_cert("compromised intermediate", bad_key, good.root, good.root_key, ca=True)
+    leaf = make_cert(HOST, good.leaf_key, bad_inter, bad_key, ca=False, sans=(HOST,))
+    from cryptography.hazmat.primitives import serialization
+
+    ders = [c.public_bytes(serialization.Encoding.DER) for c in (leaf, bad_inter, good.root)]
+    m = mapping(good)
+    m["blocked_pins"] = [pin(ders[1])]
+    for mode in ("enforce", "report-only"):
+        m["domains"][0]["mode"] = mode
+        policy = PinPolicy.from_mapping(m, reporter=Recorder())
+        for _ in range(3):
+            assert policy.verify(HOST, good.ders).status == Status.MATCH
+            with pytest.raises(PinMismatchError):
+                policy.verify(HOST, ders)  # root pin matches, blocked intermediate refuses
+            with pytest.raises(PinMismatchError):
+                policy.verify(HOST, ders, verified=False)
+        # the same for an unpinned name, which has a remembered NOT_PINNED plan
+        assert policy.verify("other.test", good.ders).status == Status.NOT_PINNED
+        with pytest.raises(PinMismatchError):
+            policy.verify("other.test", ders)
+
+
+def test_verify_batch_repeats_agree_with_fresh_verify(good: Chain, evil: Chain) -> None:
+    rec = Recorder()
+    policy = PinPolicy.from_mapping(mapping(good), reporter=rec)
+    items = [(h, c) for h in SPELLINGS + ["other.test", "bad..name"] for c in (good.ders, evil.ders)] * 3
+    refused = 0
+    for verified in (True, False, True):
+        out = policy.verify_batch(items, verified=verified)
+        refused += sum(isinstance(r, PinMismatchError) for r in out)
+        for (host, chain), got in zip(items, out):
+            fresh = PinPolicy.from_mapping(mapping(good), reporter=Recorder())
+            try:
+                want: Any = fresh.verify(host, chain, verified=verified).status
+            except (PinMismatchError, ValueError) as exc:
+                want = type(exc)
+            if isinstance(got, Exception):
+                assert isinstance(got, want), (host, verified)
+            else:
+                assert got.status == want, (host, verified)
+    # verified: the evil chain of each spelling; unverified: both (only the leaf can match a CA pin)
+    assert refused == 3 * len(SPELLINGS) + 3 * len(SPELLINGS) * 2 + 3 * len(SPELLINGS)
+    assert len(rec.events) == refused
+
+
+def test_threads_racing_verify_and_batch_on_one_policy(good: Chain, evil: Chain) -> None:
+    rec = Recorder()
+    from pinengine.policy import PLAN_CACHE_SIZE
+
+    policy = PinPolicy.from_mapping(mapping(good, include_subdomains=True), reporter=rec)
+    errors: list[str] = []
+    n_threads, n_iter = 4, 150
+
+    def worker(t: int) -> None:
+        for i in range(n_iter):
+            host = f"h{(i * 7 + t) % (PLAN_CACHE_SIZE // 64)}.{HOST}"
+            try:
+                if policy.verify(host, good.ders).status != Status.MATCH:
+                    errors.append("good not matched")
+            except PinMismatchError:
+                errors.append("good refused")
+            try:
+                policy.verify(host, evil.ders)
+                errors.append(f"evil accepted for {host}")
+            except PinMismatchError:
+                pass
+            out = policy.verify_batch([(host, evil.ders), (host, good.ders)])
+            if not isinstance(out[0], PinMismatchError) or getattr(out[1], "status", None) != Status.MATCH:
+                errors.append("batch wrong")
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(n_threads)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    assert len(rec.events) == 2 * n_threads * n_iter
+
+
+def test_expiring_entry_and_now_argument_are_never_remembered(good: Chain, evil: Chain) -> None:
+    import datetime as dt
+
+    policy = PinPolicy.from_mapping(mapping(good, expires="2030-01-01"), reporter=Recorder())
+    before = dt.datetime(2029, 12, 31, tzinfo=dt.timezone.utc)
+    after = dt.datetime(2030, 1, 2, tzinfo=dt.timezone.utc)
+    for _ in range(3):
+        with pytest.raises(PinMismatchError):
+            policy.verify(HOST, evil.ders, now=before)
+        assert policy.verify(HOST, evil.ders, now=after).status == Status.EXPIRED
+        assert policy.verify(HOST, good.ders, now=before).status == Status.MATCH
+    plain = PinPolicy.from_mapping(mapping(good), reporter=Recorder())
+    assert plain.verify(HOST, good.ders).status == Status.MATCH
+    with pytest.raises(PinMismatchError):
+        plain.verify(HOST, evil.ders, now=after)  # a remembered plan does not turn now= into a pass
+
+
+def _fields(entry: DomainEntry) -> dict[str, Any]:
+    return {f.name: getattr(entry, f.name) for f in dataclasses.fields(entry)}
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {},
+        {"include_subdomains": True},
+        {"mode": "report-only", "report_uri": "https://r.example/x"},
+        {"expires": "2031-05-06"},
+        {"blocked_pins": []},
+        {"require_backup_pin": False},
+    ],
+    ids=["plain", "subdomains", "report", "expires", "blocked-empty", "no-backup"],
+)
+def test_from_mapping_and_domainentry_build_the_same_entry(good: Chain, spec: dict[str, Any]) -> None:
+    pins = [pin(good.ders[1]), pin(good.ders[2])]
+    read = PinPolicy.from_mapping({"domains": [{"host": "Bank.Test.", "pins": pins, **spec}]}).entries[0]
+    kw = dict(spec)
+    if "expires" in kw:
+        kw["expires"] = read.expires
+    built = DomainEntry("Bank.Test.", tuple(pins), **kw)  # type: ignore[arg-type]
+    assert _fields(read) == _fields(built)
+    assert type(read.pins) is tuple and type(read.positions) is tuple and type(read.report_uri) is tuple
+    assert type(read.blocked_pins) is tuple
+
+
+@pytest.mark.parametrize("key", ["host", "pins", "mode", "report_uri", "blocked_pins", "position", "include_subdomains", "dynamic"])
+def test_json_null_values_fail_closed(tmp_path: Path, good: Chain, key: str) -> None:
+    entry: dict[str, Any] = {"host": HOST, "pins": [pin(good.ders[1]), pin(good.ders[2])]}
+    entry[key] = None
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"domains": [entry]}))
+    with pytest.raises(PolicyError):
+        PinPolicy.from_file(path)
+
+
+@pytest.mark.parametrize("key", ["expires", "ttl"])
+def test_json_null_optional_values_mean_absent(tmp_path: Path, good: Chain, evil: Chain, key: str) -> None:
+    entry: dict[str, Any] = {"host": HOST, "pins": [pin(good.ders[1]), pin(good.ders[2])], key: None}
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"domains": [entry]}))
+    try:
+        policy = PinPolicy.from_file(path, reporter=Recorder())
+    except PolicyError:
+        return  # refusing null is fine too
+    assert policy.entries[0].expires is None and policy.entries[0].ttl is None
+    with pytest.raises(PinMismatchError):
+        policy.verify(HOST, evil.ders)
+
+
+def test_shared_pin_tuples_do_not_leak_between_entries(good: Chain, evil: Chain) -> None:
+    pins = [pin(good.ders[1]), pin(good.ders[2])]
+    policy = PinPolicy.from_mapping(
+        {
+            "domains": [
+                {"host": "a.test", "pins": pins, "mode": "report-only"},
+                {"host": "b.test", "pins": pins},
+                {"host": "c.test", "pins": pins[::-1], "blocked_pins": [pin(evil.ders[1])]},
+            ]
+        },
+        reporter=Recorder(),
+    )
+    assert policy.verify("a.test", evil.ders).status == Status.REPORT_ONLY
+    with pytest.raises(PinMismatchError):
+        policy.verify("b.test", evil.ders)
+    assert policy.verify("b.test", good.ders).status == Status.MATCH
+    assert policy.entries[0].blocked_pins == () and policy.entries[1].blocked_pins == ()
+
+
+def test_cert_none_forged_leaf_with_real_pinned_intermediate_is_refused_on_loopback(good: Chain) -> None:
+    # the attacker sends its own leaf, "issued" by a key it made up, plus the genuine pinned intermediate
+    forged_key = new_key("p256")
+    leaf = make_cert(HOST, forged_key, good.intermediate, forged_key, ca=False, sans=(HOST,))
+    forged = Chain(leaf, good.intermediate, good.root, forged_key, forged_key, forged_key)
+    policy = PinPolicy.from_mapping(mapping(good), reporter=Recorder())
+    with TLSServer(forged) as srv:
+        for verify_mode in (ssl.CERT_NONE, ssl.CERT_REQUIRED):
+            # CERT_NONE, and validation against the pinned root with check_hostname off (the leaf's
+            # signature is bogus, so that one fails validation: the handshake is refused either way)
+            ctx = create_pinned_context(policy, cafile=srv.cafile)
+            ctx.check_hostname = False
+            ctx.verify_mode = verify_mode
+            for _ in range(3):
+                raw = socket.create_connection((srv.host, srv.port), timeout=10)
+                with pytest.raises(ssl.SSLError if verify_mode == ssl.CERT_REQUIRED else PinMismatchError) as info:
+                    ctx.wrap_socket(raw, server_hostname=HOST).close()
+                raw.close()
+                if isinstance(info.value, PinMismatchError):
+                    assert info.value.result.verified is False  # type: ignore[attr-defined]
