@@ -282,3 +282,72 @@ def test_cert_none_forged_leaf_with_real_pinned_intermediate_is_refused_on_loopb
                 raw.close()
                 if isinstance(info.value, PinMismatchError):
                     assert info.value.result.verified is False  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("entry_host", "spellings"),
+    [
+        ("bücher.test", ["bücher.test", "BÜCHER.TEST.", "xn--bcher-kva.test", "XN--BCHER-KVA.TEST", "bu\u0308cher.test"]),
+        ("127.0.0.1", ["127.0.0.1", "127.1", "0x7f.0.0.1", "0177.0.0.1", "2130706433"]),
+        ("::1", ["::1", "[::1]", "0:0:0:0:0:0:0:1", "0::1"]),
+    ],
+    ids=["idna", "ipv4", "ipv6"],
+)
+def test_idna_and_ip_spellings_with_remembered_plans_match_a_fresh_policy(
+    good: Chain, evil: Chain, entry_host: str, spellings: list[str]
+) -> None:
+    m = {"domains": [{"host": entry_host, "pins": [pin(good.ders[1]), pin(good.ders[2])]}]}
+    rec = Recorder()
+    policy = PinPolicy.from_mapping(m, reporter=rec)
+    refused = 0
+    for _ in range(3):
+        for host in spellings:
+            for chain in (good.ders, evil.ders):
+                fresh = PinPolicy.from_mapping(m, reporter=Recorder())
+                try:
+                    want: Any = decide(fresh, host, list(chain))
+                except ValueError as exc:
+                    want = type(exc)
+                try:
+                    got: Any = decide(policy, host, list(chain))
+                except ValueError as exc:
+                    got = type(exc)
+                assert got == want, host
+                refused += isinstance(got, str) and got.startswith("refused")
+    assert len(rec.events) == refused
+
+
+def test_every_remembered_decision_is_counted(good: Chain, evil: Chain) -> None:
+    from pinengine.metrics import METRICS
+
+    host = "counted.bank.test"
+    policy = PinPolicy.from_mapping(mapping(good, include_subdomains=True), reporter=Recorder())
+    before = METRICS.stats()["totals"]
+    n = 50
+    for _ in range(n):
+        assert policy.verify(host, good.ders).status == Status.MATCH
+        assert policy.verify("unpinned.example", good.ders).status == Status.NOT_PINNED
+        with pytest.raises(PinMismatchError):
+            policy.verify(host, evil.ders)
+    out = policy.verify_batch([(host, good.ders), ("unpinned.example", good.ders), (host, evil.ders)] * n)
+    assert len(out) == 3 * n
+    after = METRICS.stats()["totals"]
+    assert after["verifications"] - before["verifications"] == 6 * n
+    assert after["matches"] - before["matches"] == 2 * n
+    assert after["not_pinned"] - before["not_pinned"] == 2 * n
+    assert after["mismatches"] - before["mismatches"] == 2 * n
+
+
+def test_malformed_certificate_after_a_remembered_match_fails_closed(good: Chain) -> None:
+    from pinengine import CertificateParseError
+
+    policy = PinPolicy.from_mapping(mapping(good), reporter=Recorder())
+    for bad in ([*good.ders, b"\x30\x03\x02\x01\x01"], [good.ders[0], b"garbage", good.ders[2]], [b"", *good.ders[1:]]):
+        for _ in range(2):
+            assert policy.verify(HOST, good.ders).status == Status.MATCH
+            assert policy.verify("unpinned.example", good.ders).status == Status.NOT_PINNED
+            for host in (HOST, "unpinned.example"):
+                with pytest.raises(CertificateParseError):
+                    policy.verify(host, bad)
+                (out,) = policy.verify_batch([(host, bad)])
+                assert isinstance(out, CertificateParseError)
