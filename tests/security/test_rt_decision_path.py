@@ -351,3 +351,58 @@ def test_malformed_certificate_after_a_remembered_match_fails_closed(good: Chain
                     policy.verify(host, bad)
                 (out,) = policy.verify_batch([(host, bad)])
                 assert isinstance(out, CertificateParseError)
+
+
+def test_tofu_entry_spellings_and_batch_never_record_or_pass_a_second_key(good: Chain) -> None:
+    from pinengine.stores.memory import MemoryStore
+
+    other_key = new_key("p256")
+    other_leaf = make_cert(HOST, other_key, good.intermediate, good.intermediate_key, ca=False, sans=(HOST,))
+    other = Chain(other_leaf, good.intermediate, good.root, other_key, good.intermediate_key, good.root_key)
+    store = MemoryStore()
+    rec = Recorder()
+    policy = PinPolicy.from_mapping(
+        {"domains": [{"host": HOST, "dynamic": True, "include_subdomains": True}]}, store=store, reporter=rec
+    )
+    assert policy.verify(HOST, good.ders).status == Status.MATCH  # first key recorded
+    refused = 0
+    for _ in range(3):
+        for host in SPELLINGS:
+            assert policy.verify(host, good.ders).status == Status.MATCH
+            with pytest.raises(PinMismatchError):
+                policy.verify(host, other.ders)
+            a, b = policy.verify_batch([(host, other.ders), (host, good.ders)])
+            assert isinstance(a, PinMismatchError) and getattr(b, "status", None) == Status.MATCH
+            refused += 2
+    assert store.get(HOST).pins == (pin(good.ders[0]),)
+    assert len(rec.events) == refused
+
+
+def test_asyncio_sslobject_path_refuses_every_time_and_reports_each(good: Chain, evil: Chain) -> None:
+    import asyncio
+
+    rec = Recorder()
+    policy = PinPolicy.from_mapping(mapping(good), reporter=rec)
+
+    async def connect(srv: TLSServer, ctx: ssl.SSLContext) -> None:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(srv.host, srv.port, ssl=ctx, server_hostname=HOST), 10
+        )
+        writer.close()
+
+    async def main() -> None:
+        with TLSServer(evil) as bad_srv, TLSServer(good) as good_srv:
+            bad_ctx = create_pinned_context(policy, cafile=bad_srv.cafile)
+            good_ctx = create_pinned_context(policy, cafile=good_srv.cafile)
+            for _ in range(3):
+                await connect(good_srv, good_ctx)
+                with pytest.raises(ssl.SSLError) as info:
+                    await connect(bad_srv, bad_ctx)
+                assert isinstance(info.value, PinMismatchError) or "pinning" in str(info.value).lower()
+
+    asyncio.run(main())
+    assert len(rec.events) == 3
+    for e in rec.events:
+        assert e.status == Status.MISMATCH
+        # the served chain was read while the handshake was in hand: a plain list the reporter can keep
+        assert isinstance(e.served_chain, (list, tuple)) and list(e.served_chain) == evil.ders[:2]
