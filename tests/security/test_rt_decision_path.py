@@ -406,3 +406,38 @@ def test_asyncio_sslobject_path_refuses_every_time_and_reports_each(good: Chain,
         assert e.status == Status.MISMATCH
         # the served chain was read while the handshake was in hand: a plain list the reporter can keep
         assert isinstance(e.served_chain, (list, tuple)) and list(e.served_chain) == evil.ders[:2]
+
+
+@pytest.mark.parametrize(
+    "expires",
+    [
+        __import__("datetime").date(2030, 1, 1),
+        __import__("datetime").datetime(2030, 1, 2, tzinfo=__import__("datetime").timezone.utc),
+        __import__("datetime").datetime(2030, 1, 2, 1, tzinfo=__import__("datetime").timezone(__import__("datetime").timedelta(hours=1))),
+    ],
+    ids=["date", "aware-utc", "aware-plus-one"],
+)
+def test_domainentry_expires_is_read_as_the_schema_reads_it(good: Chain, evil: Chain, expires: Any) -> None:
+    # A date in code must mean what "2030-01-01" means in a file (through that day, UTC), not crash
+    # every verify with "can't compare datetime.datetime to datetime.date".
+    import datetime as dt
+
+    pins = (pin(good.ders[1]), pin(good.ders[2]))
+    built = PinPolicy([DomainEntry(HOST, pins, expires=expires)], reporter=Recorder())
+    read = PinPolicy.from_mapping(mapping(good, expires="2030-01-01"), reporter=Recorder())
+    assert _fields(built.entries[0]) == _fields(read.entries[0])
+    for policy in (built, read):
+        with pytest.raises(PinMismatchError):
+            policy.verify(HOST, evil.ders, now=dt.datetime(2030, 1, 1, 23, tzinfo=dt.timezone.utc))
+        assert policy.verify(HOST, evil.ders, now=dt.datetime(2030, 1, 2, tzinfo=dt.timezone.utc)).status == Status.EXPIRED
+        with pytest.raises(PinMismatchError):
+            policy.verify(HOST, evil.ders)  # today: still enforced
+
+
+def test_domainentry_naive_expires_is_refused_as_in_files(good: Chain) -> None:
+    # from_mapping refuses a datetime without a timezone; in code it was taken, and every verify of
+    # the host then raised TypeError (can't compare offset-naive and offset-aware datetimes).
+    import datetime as dt
+
+    with pytest.raises(PolicyError, match="no timezone"):
+        PinPolicy([DomainEntry(HOST, (pin(good.ders[1]), pin(good.ders[2])), expires=dt.datetime(2030, 1, 1))])
