@@ -441,3 +441,24 @@ def test_domainentry_naive_expires_is_refused_as_in_files(good: Chain) -> None:
 
     with pytest.raises(PolicyError, match="no timezone"):
         PinPolicy([DomainEntry(HOST, (pin(good.ders[1]), pin(good.ders[2])), expires=dt.datetime(2030, 1, 1))])
+
+
+def test_huge_pin_lists_stay_linear_and_decide_right(good: Chain, evil: Chain) -> None:
+    import base64
+    import hashlib
+    import time
+
+    filler = [f"sha256/{base64.b64encode(hashlib.sha256(str(i).encode()).digest()).decode()}" for i in range(4_000)]
+    m = {
+        "blocked_pins": filler[2_000:],
+        "domains": [{"host": HOST, "include_subdomains": True, "pins": [*filler[:2_000], pin(good.ders[2])]}],
+    }
+    started = time.perf_counter()
+    policy = PinPolicy.from_mapping(m, reporter=Recorder())
+    for i in range(100):
+        host = f"h{i}.{HOST}"
+        assert policy.verify(host, good.ders).status == Status.MATCH
+        assert policy.verify(host, good.ders).status == Status.MATCH
+    with pytest.raises(PinMismatchError):
+        policy.verify(HOST, evil.ders)
+    assert time.perf_counter() - started < 3.0
