@@ -462,3 +462,22 @@ def test_huge_pin_lists_stay_linear_and_decide_right(good: Chain, evil: Chain) -
     with pytest.raises(PinMismatchError):
         policy.verify(HOST, evil.ders)
     assert time.perf_counter() - started < 3.0
+
+
+def test_live_policy_swaps_never_reuse_a_plan_of_another_version(good: Chain, evil: Chain) -> None:
+    from pinengine.live_policy import LivePolicy
+
+    unpinned = PinPolicy.from_mapping({"domains": [{"host": "other.test", "pins": [pin(good.ders[1]), pin(good.ders[2])]}]})
+    pinned = PinPolicy.from_mapping(mapping(good), reporter=Recorder())
+    report_only = PinPolicy.from_mapping(mapping(good, mode="report-only"), reporter=Recorder())
+    live = LivePolicy(unpinned)
+    for serial, version in enumerate([unpinned, pinned, unpinned, report_only, pinned, unpinned]):
+        if serial:
+            live.update(version, serial=serial)
+        for _ in range(3):
+            for host in SPELLINGS:
+                fresh = PinPolicy.from_mapping(version.to_mapping(), reporter=Recorder())
+                assert decide(live, host, list(evil.ders)) == decide(fresh, host, list(evil.ders)), (serial, host)
+                (got,) = live.verify_batch([(host, evil.ders)])
+                want = decide(fresh, host, list(evil.ders))
+                assert isinstance(got, PinMismatchError) if want.startswith("refused") else got.status == want
