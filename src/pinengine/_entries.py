@@ -112,6 +112,12 @@ class DomainEntry:
             set_(self, "positions", (POS_ANY,) * len(self.pins))
         if isinstance(self.report_uri, str):
             set_(self, "report_uri", (self.report_uri,))
+        if self.expires is not None:
+            # As the schema reads it: a date holds through that day (UTC); a
+            # datetime without a timezone is refused (it cannot be compared).
+            from ._schema import _parse_expires
+
+            set_(self, "expires", _parse_expires("DomainEntry", self.expires))
 
     @classmethod
     def _parsed(
