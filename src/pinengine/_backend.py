@@ -45,8 +45,43 @@ def _load() -> ModuleType:
     except ImportError:
         from . import _core_py
 
+        _fallback_notice()
         return _core_py
     return _core
+
+
+#: Left in the package by a build that fell back on its own (setup.py).
+NOTICE_FILE = "_fallback_notice.txt"
+
+
+def _fallback_notice() -> None:
+    """Say once that this install has no compiled core, when its build fell back on its own.
+
+    pip hides the build's own warning, so the first import says it: one
+    WARNING record on the ``pinengine`` logger (not a Python warning: ``-W
+    error`` runs do not fail on it; with no logging set up, Python prints it
+    to stderr). The build's notice file is deleted first, so one process at
+    most says it. No file (a pure build asked for with
+    PINENGINE_NO_EXTENSIONS, a source tree, already said) or one that cannot
+    be deleted (a read-only install): nothing is said; ``pinengine
+    --version`` and ``pinengine.backend()`` tell the backend all the same.
+    """
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), NOTICE_FILE)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            reason = " ".join(f.read(400).split())
+        os.unlink(path)
+    except OSError:
+        return
+    import logging
+
+    logging.getLogger("pinengine").warning(
+        "pinengine: this install has no compiled core (its build said: %s), so it uses the "
+        "pure-Python backend: same API and results, slower. For the compiled core, install a C "
+        "compiler and reinstall pinengine; PINENGINE_NO_EXTENSIONS=1 chooses the pure-Python "
+        "backend on purpose. This is said once.",
+        reason or "its build fell back",
+    )
 
 
 if TYPE_CHECKING:
