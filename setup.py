@@ -1,7 +1,10 @@
 """Build the compiled core; fall back to the pure-Python twin when that is impossible.
 
 ``PINENGINE_NO_EXTENSIONS=1`` at build time skips the extension on purpose
-(a pure-Python ``py3-none-any`` wheel).
+(a pure-Python ``py3-none-any`` wheel). A wheel that falls back on its own
+carries ``pinengine/_fallback_notice.txt`` (why); the first ``import pinengine``
+says so once and deletes it (``_backend.py``): pip does not show this build's
+warnings.
 """
 
 from __future__ import annotations
@@ -12,6 +15,11 @@ import sys
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
+
+# The in-tree build backend (pyproject.toml): the same decision about the compiler.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "build_backend"))
+from pinengine_build import c_compiler, env_flag
 
 try:  # setuptools >= 70.1 (pyproject.toml asks for >= 77)
     from setuptools.command.bdist_wheel import bdist_wheel
@@ -24,13 +32,39 @@ WARNING = (
 )
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "") not in ("", "0")
-
-
 # Set when the compiled core was given up during this build: the wheel then
 # holds only Python and is tagged as such (py3-none-any), not for this platform.
 _fell_back = False
+# Why the core was given up before any compiling (no compiler, no Cython); None otherwise.
+_configure_reason: str | None = None
+NOTICE_FILE = "_fallback_notice.txt"
+
+
+def _write_notice(build_lib: str, reason: object) -> None:
+    """Leave the one-time notice in the wheel (not in a source tree: editable installs stay quiet)."""
+    package = os.path.join(build_lib, "pinengine")
+    os.makedirs(package, exist_ok=True)
+    text = " ".join(str(reason).split())
+    if len(text) > 200:  # a compiler's whole command line says little to a reader
+        text = text[:197] + "..."
+    with open(os.path.join(package, NOTICE_FILE), "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+
+
+def _give_up(reason: str) -> list[Extension]:
+    global _configure_reason
+    sys.stderr.write(WARNING.format(reason))
+    _configure_reason = reason
+    return []
+
+
+class NoticeBuildPy(build_py):
+    """build_py that adds the notice when the core was given up before compiling."""
+
+    def run(self) -> None:
+        super().run()
+        if _configure_reason is not None and not self.editable_mode:
+            _write_notice(self.build_lib, _configure_reason)
 
 
 class OptionalBuildExt(build_ext):
@@ -50,8 +84,10 @@ class OptionalBuildExt(build_ext):
 
     def _fallback(self, exc: BaseException) -> None:
         global _fell_back
-        if _env_flag("PINENGINE_REQUIRE_EXTENSIONS"):
+        if env_flag("PINENGINE_REQUIRE_EXTENSIONS"):
             raise exc
+        if not _fell_back and not self.inplace:
+            _write_notice(self.build_lib, exc)
         _fell_back = True
         sys.stderr.write(WARNING.format(exc))
 
@@ -70,23 +106,28 @@ class PureIfFellBack(bdist_wheel):
 
 
 def _extensions() -> list[Extension]:
-    if _env_flag("PINENGINE_NO_EXTENSIONS"):
+    if env_flag("PINENGINE_NO_EXTENSIONS"):
         return []
+    if env_flag("PINENGINE_BUILD_BACKEND_ASKING"):
+        return []  # the backend only asks setuptools what it needs; nothing is built now
+    require = env_flag("PINENGINE_REQUIRE_EXTENSIONS")
+    if not require and c_compiler() is None:
+        # The build backend asked for no Cython either (an offline build needs none).
+        return _give_up("no C compiler found")
     try:
         from Cython.Build import cythonize
     except ImportError:
-        if _env_flag("PINENGINE_REQUIRE_EXTENSIONS"):
+        if require:
             raise SystemExit("pinengine: PINENGINE_REQUIRE_EXTENSIONS is set and Cython is not installed") from None
-        sys.stderr.write(WARNING.format("Cython is not installed"))
-        return []
+        return _give_up("Cython is not installed")
     compile_args: list[str] = []
     if sys.platform != "win32":
         # Portable flags only: CPU-specific code (SHA-NI, ARMv8 crypto) is chosen
         # at run time through function target attributes, never by -m flags.
         compile_args = ["-O2", "-std=c99", "-Wall", "-Wno-unused-function"]
-        if _env_flag("PINENGINE_SANITIZE"):
+        if env_flag("PINENGINE_SANITIZE"):
             compile_args += ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined"]
-    link_args = ["-fsanitize=address,undefined"] if _env_flag("PINENGINE_SANITIZE") else []
+    link_args = ["-fsanitize=address,undefined"] if env_flag("PINENGINE_SANITIZE") else []
     ext = Extension(
         "pinengine._core",
         sources=["src/pinengine/_core.pyx", *sorted(glob.glob("ext/*.c"))],
@@ -97,10 +138,12 @@ def _extensions() -> list[Extension]:
     try:
         return list(cythonize([ext], language_level=3, compiler_directives={"binding": False}))
     except Exception as exc:  # Cython failed to translate the core
-        if _env_flag("PINENGINE_REQUIRE_EXTENSIONS"):
+        if require:
             raise
-        sys.stderr.write(WARNING.format(exc))
-        return []
+        return _give_up(f"Cython failed: {exc}")
 
 
-setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt, "bdist_wheel": PureIfFellBack})
+setup(
+    ext_modules=_extensions(),
+    cmdclass={"build_ext": OptionalBuildExt, "build_py": NoticeBuildPy, "bdist_wheel": PureIfFellBack},
+)

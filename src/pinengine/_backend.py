@@ -45,8 +45,50 @@ def _load() -> ModuleType:
     except ImportError:
         from . import _core_py
 
+        _fallback_notice()
         return _core_py
     return _core
+
+
+#: Left in the package by a build that fell back on its own (setup.py).
+NOTICE_FILE = "_fallback_notice.txt"
+
+
+def _fallback_notice() -> None:
+    """Say once that this install has no compiled core, when its build fell back on its own.
+
+    pip hides the build's own warning, so the first import says it: one
+    WARNING record on the ``pinengine.backend`` logger where the application
+    set up logging, else a line on stderr (pinengine's own NullHandler would
+    swallow the record). Not a Python warning: ``-W error`` runs do not fail
+    on it. The build's notice file is deleted first, so one process at most
+    says it. No file (a pure build asked for with PINENGINE_NO_EXTENSIONS, a
+    source tree, already said) or one that cannot be deleted (a read-only
+    install): nothing is said; ``pinengine --version`` and
+    ``pinengine.backend()`` tell the backend all the same.
+    """
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), NOTICE_FILE)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            reason = " ".join(f.read(400).split())
+        os.unlink(path)
+    except OSError:
+        return
+    import logging
+
+    message = (
+        f"pinengine: this install has no compiled core (its build said: {reason or 'it fell back'}), so it "
+        "uses the pure-Python backend: same API and results, slower. For the compiled core, install a C "
+        "compiler and reinstall pinengine; PINENGINE_NO_EXTENSIONS=1 chooses the pure-Python backend on "
+        "purpose. This is said once."
+    )
+    logger: logging.Logger | None = logging.getLogger("pinengine.backend")
+    while logger is not None:
+        if any(not isinstance(h, logging.NullHandler) for h in logger.handlers):
+            logging.getLogger("pinengine.backend").warning("%s", message)
+            return
+        logger = logger.parent if logger.propagate else None
+    sys.stderr.write(message + "\n")
 
 
 if TYPE_CHECKING:
