@@ -27,7 +27,10 @@ __all__ = [
     "match_chain",
     "match_chains",
     "name",
+    "outcome_code",
     "parse_certificate",
+    "recall_outcome",
+    "recall_outcomes",
     "spki_digest",
     "spki_sha256",
     "use",
@@ -105,7 +108,10 @@ extract_spki = core.extract_spki
 hash_bytes = core.hash_bytes
 match_chain = core.match_chain
 match_chains = core.match_chains
+outcome_code = core.outcome_code
 parse_certificate = core.parse_certificate
+recall_outcome = core.recall_outcome
+recall_outcomes = core.recall_outcomes
 spki_digest = core.spki_digest
 spki_sha256 = core.spki_sha256
 validate_spki = core.validate_spki

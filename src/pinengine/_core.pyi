@@ -1,7 +1,7 @@
 """Type stub of the compiled core ``pinengine._core`` (contract: ext/CORE_SPEC.md)."""
 
 from collections.abc import Sequence
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from typing_extensions import Buffer, Self, disjoint_base
 
@@ -24,7 +24,10 @@ __all__ = [
     "hash_bytes",
     "match_chain",
     "match_chains",
+    "outcome_code",
     "parse_certificate",
+    "recall_outcome",
+    "recall_outcomes",
     "sha256_implementation",
     "spki_digest",
     "spki_sha256",
@@ -65,6 +68,13 @@ def match_chain(
 def match_chains(
     jobs: Sequence[tuple[Sequence[Buffer], PinSet]], verified: bool = True
 ) -> list[list[tuple[int, int]] | CertificateParseError]: ...
+def outcome_code(chain: Sequence[Buffer], pinset: PinSet, verified: bool = True) -> int: ...
+def recall_outcome(
+    plans: dict[Any, Any], host: Any, chain: Any, verified: bool = True, skip_unpinned: bool = False
+) -> tuple[Any, Any] | None: ...
+def recall_outcomes(
+    items: Sequence[Any], plans: dict[Any, Any], verified: bool = True, skip_unpinned: bool = False
+) -> tuple[list[Any], list[Any], list[tuple[int, int]]]: ...
 
 # Compiled-only extras (CORE_SPEC section 3).
 def _sha256_with(name: str, data: Buffer) -> bytes: ...

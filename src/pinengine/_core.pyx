@@ -111,7 +111,10 @@ __all__ = [
     "hash_bytes",
     "match_chain",
     "match_chains",
+    "outcome_code",
     "parse_certificate",
+    "recall_outcome",
+    "recall_outcomes",
     "sha256_implementation",
     "spki_digest",
     "spki_sha256",
@@ -976,4 +979,202 @@ def match_chains(jobs, bint verified=True):
         PyObject_GC_Track(<PyObject *>results)
         PyMem_RawFree(m.pairs)
         PyMem_RawFree(work)
+        _release_setup(&s)
+
+
+# ---------------------------------------------------------------- remembered outcomes
+#
+# A policy remembers, per host name, the result each way a chain can match
+# (PinPolicy.verify). The key of a remembered result is an exact code of that
+# way: the verified flag, the chain length and every (i, j) match in order, in
+# fixed-width fields (CORE_SPEC section 2.6). Two different outcomes never
+# share a code; an outcome too big for the fields has none (-1) and is always
+# decided in Python. The code is computed here, in C, so that a known host's
+# decision needs no Python object per match.
+
+cdef enum:
+    _CODE_MAX_CERTS = 64     # chain length: 6 bits
+    _CODE_MAX_MATCHES = 5    # match count: 3 bits; 5 matches of 9 bits each
+    _CODE_MAX_I = 8          # certificate index: 3 bits
+    _CODE_MAX_J = 64         # pin index: 6 bits
+
+
+cdef long long _outcome_code(const pe_job *job, const pe_matches *m, bint verified) noexcept nogil:
+    cdef unsigned long long code
+    cdef Py_ssize_t k, i, j
+    cdef const Py_ssize_t *pairs
+    if job.status != _JOB_OK or job.ncerts >= _CODE_MAX_CERTS or job.nmatches > _CODE_MAX_MATCHES:
+        return -1
+    code = (<unsigned long long>(1 if verified else 0)) | (<unsigned long long>job.ncerts << 1) \
+        | (<unsigned long long>job.nmatches << 7)
+    pairs = m.pairs + 2 * job.mfirst if job.nmatches > 0 else NULL
+    for k in range(job.nmatches):
+        i = pairs[2 * k]
+        j = pairs[2 * k + 1]
+        if i >= _CODE_MAX_I or j >= _CODE_MAX_J:
+            return -1
+        code |= (<unsigned long long>((i << 6) | j)) << (10 + 9 * k)
+    return <long long>code
+
+
+def outcome_code(chain, PinSet pinset not None, bint verified=True):
+    """The code of how chain matches pinset (every certificate matched, as match_chain(..., True)), or -1.
+
+    Raises as match_chain does (CertificateParseError, TypeError).
+    """
+    cdef pe_setup s
+    cdef pe_matches m
+    cdef pe_job job
+    memset(&s, 0, sizeof(s))
+    memset(&m, 0, sizeof(m))
+    memset(&job, 0, sizeof(job))
+    try:
+        job.ncerts = _add_chain(&s, chain, True, -1)
+        if job.ncerts == 0:
+            raise CertificateParseError("empty chain")
+        job.pins = pinset.pins
+        job.npins = pinset.n
+        _run_job(&job, s.refs, &m, True)
+        if job.status != _JOB_OK:
+            raise _job_result(&job, &m, False)
+        return _outcome_code(&job, &m, verified)
+    finally:
+        PyMem_RawFree(m.pairs)
+        _release_setup(&s)
+
+
+cdef extern from "Python.h":
+    PyObject *_dict_get "PyDict_GetItemWithError"(object d, object key) except? NULL
+
+
+cdef inline PyObject *_plan_of(dict plans, object host, bint skip_unpinned) except? NULL:
+    """The plan (borrowed) of host when its outcomes are remembered, else NULL."""
+    cdef PyObject *plan
+    if type(host) is not str:
+        return NULL
+    plan = _dict_get(plans, host)
+    if plan == NULL:
+        return NULL
+    if type(<object>plan) is not tuple or PyTuple_GET_SIZE(<object>plan) != 4:
+        return NULL
+    if type(<object>PyTuple_GET_ITEM(<object>plan, 3)) is not dict:
+        return NULL  # outcomes not remembered for this host
+    if not isinstance(<object>PyTuple_GET_ITEM(<object>plan, 2), PinSet):
+        return NULL
+    if skip_unpinned and <object>PyTuple_GET_ITEM(<object>plan, 1) is None:
+        return NULL
+    return plan
+
+
+cdef inline object _recalled(object plan, long long code):
+    """The remembered (result, key) pair of plan for code, or None."""
+    cdef PyObject *known
+    if code < 0:
+        return None
+    known = _dict_get(<object>PyTuple_GET_ITEM(plan, 3), code)
+    if known != NULL and type(<object>known) is tuple and PyTuple_GET_SIZE(<object>known) == 2:
+        return <object>known
+    return None
+
+
+def recall_outcome(dict plans not None, host, chain, bint verified=True, bint skip_unpinned=False):
+    """recall_outcomes for one item: the remembered (result, key) pair of host for chain, or None."""
+    cdef PyObject *plan
+    cdef pe_setup s
+    cdef pe_matches m
+    cdef pe_job job
+    plan = _plan_of(plans, host, skip_unpinned)
+    if plan == NULL:
+        return None
+    held = <object>plan  # ours until we return, whatever happens to plans
+    memset(&s, 0, sizeof(s))
+    memset(&m, 0, sizeof(m))
+    memset(&job, 0, sizeof(job))
+    try:
+        job.ncerts = _add_chain(&s, chain, True, -1)  # held by our caller's frame
+        job.pins = (<PinSet>PyTuple_GET_ITEM(held, 2)).pins
+        job.npins = (<PinSet>PyTuple_GET_ITEM(held, 2)).n
+        _run_job(&job, s.refs, &m, True)
+        return _recalled(held, _outcome_code(&job, &m, verified))
+    finally:
+        PyMem_RawFree(m.pairs)
+        _release_setup(&s)
+
+
+def recall_outcomes(items, dict plans not None, bint verified=True, bint skip_unpinned=False):
+    """The remembered results of many (host, chain) items, matched with the GIL released.
+
+    plans maps a host (str) to a plan tuple ``(name, entry, PinSet, outcomes)``
+    where outcomes maps an outcome code to a ``(result, key)`` pair (or is
+    None: nothing remembered). Returns ``(results, keys, misses)``: results
+    holds, in item order, each item's remembered result or None; keys the
+    remembered keys of the results found, in order; misses ``(index, code)``
+    for every item without one (code -1 when the item has no plan, does not
+    parse, or its outcome has no code). An item that is not a (str, chain)
+    tuple, or whose host has no plan (or an unpinned plan, with
+    skip_unpinned), is a miss without being read further.
+    """
+    cdef list item_list
+    cdef list results
+    cdef list keys = []
+    cdef list misses = []
+    cdef Py_ssize_t nitems, base, count, k
+    cdef pe_setup s
+    cdef pe_matches m
+    cdef pe_job *work = NULL
+    cdef PyObject **planned = NULL
+    cdef long long code
+
+    if isinstance(items, _NOT_A_SEQUENCE):
+        raise TypeError(f"items must be a sequence of (host, chain) pairs, not {type(items).__name__!r}")
+    item_list = list(items)  # ours: it keeps every item (and so each tuple's chain) alive
+    nitems = len(item_list)
+    results = [None] * nitems
+    memset(&s, 0, sizeof(s))
+    memset(&m, 0, sizeof(m))
+    try:
+        count = nitems if nitems < _TURN else _TURN
+        work = <pe_job *>_alloc_array(count, sizeof(pe_job))
+        planned = <PyObject **>_alloc_array(count, sizeof(PyObject *))
+        for base in range(0, nitems, _TURN):
+            count = nitems - base if nitems - base < _TURN else _TURN
+            # Under the GIL: each item's plan, held (another thread may drop
+            # it from plans meanwhile), and its certificates' bytes.
+            for k in range(count):
+                item = item_list[base + k]
+                if type(item) is not tuple or PyTuple_GET_SIZE(item) != 2:
+                    planned[k] = NULL
+                    continue
+                planned[k] = _plan_of(plans, <object>PyTuple_GET_ITEM(item, 0), skip_unpinned)
+                if planned[k] == NULL:
+                    continue
+                _keep(&s, <object>planned[k])
+                work[k].first = s.nrefs
+                work[k].ncerts = _add_chain(&s, <object>PyTuple_GET_ITEM(item, 1), True, base + k)
+                work[k].pins = (<PinSet>PyTuple_GET_ITEM(<object>planned[k], 2)).pins
+                work[k].npins = (<PinSet>PyTuple_GET_ITEM(<object>planned[k], 2)).n
+
+            m.n = 0
+            with nogil:
+                for k in range(count):
+                    if planned[k] != NULL:
+                        _run_job(&work[k], s.refs, &m, True)
+
+            for k in range(count):
+                if planned[k] == NULL:
+                    misses.append((base + k, -1))
+                    continue
+                code = _outcome_code(&work[k], &m, verified)
+                known = _recalled(<object>planned[k], code)
+                if known is None:
+                    misses.append((base + k, code))
+                    continue
+                results[base + k] = <object>PyTuple_GET_ITEM(known, 0)
+                keys.append(<object>PyTuple_GET_ITEM(known, 1))
+            _clear_setup(&s)
+        return results, keys, misses
+    finally:
+        PyMem_RawFree(m.pairs)
+        PyMem_RawFree(work)
+        PyMem_RawFree(planned)
         _release_setup(&s)

@@ -17,7 +17,7 @@ Digests come from hashlib.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable, List, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 from ._errors import CertificateParseError
 from ._errors import der_input_error as _der_input_error
@@ -50,7 +50,10 @@ __all__ = [
     "hash_bytes",
     "match_chain",
     "match_chains",
+    "outcome_code",
     "parse_certificate",
+    "recall_outcome",
+    "recall_outcomes",
     "sha256_implementation",
     "spki_digest",
     "spki_sha256",
@@ -716,3 +719,100 @@ def match_chains(
         except CertificateParseError as exc:
             out.append(exc)
     return out
+
+
+# -- remembered outcomes (CORE_SPEC section 2.6) ------------------------------
+# The same codes as the compiled core's, field for field.
+_CODE_MAX_CERTS = 64
+_CODE_MAX_MATCHES = 5
+_CODE_MAX_I = 8
+_CODE_MAX_J = 64
+
+
+def _outcome_code(pairs: List[Tuple[int, int]], ncerts: int, verified: bool) -> int:
+    if ncerts >= _CODE_MAX_CERTS or len(pairs) > _CODE_MAX_MATCHES:
+        return -1
+    code = (1 if verified else 0) | (ncerts << 1) | (len(pairs) << 7)
+    for k, (i, j) in enumerate(pairs):
+        if i >= _CODE_MAX_I or j >= _CODE_MAX_J:
+            return -1
+        code |= ((i << 6) | j) << (10 + 9 * k)
+    return code
+
+
+def outcome_code(chain: Sequence[Any], pinset: PinSet, verified: bool = True) -> int:
+    """The code of how ``chain`` matches ``pinset`` (every certificate matched, as
+    ``match_chain(..., True)``), or -1 when the outcome has none; raises as match_chain."""
+    certs = _chain_buffers(chain)
+    return _outcome_code(match_chain(certs, pinset, True), len(certs), bool(verified))
+
+
+def _plan_of(plans: dict[Any, Any], host: object, skip_unpinned: bool) -> Any:
+    if type(host) is not str:
+        return None
+    plan = plans.get(host)
+    if (
+        type(plan) is not tuple
+        or len(plan) != 4
+        or type(plan[3]) is not dict
+        or not isinstance(plan[2], PinSet)
+        or (skip_unpinned and plan[1] is None)
+    ):
+        return None
+    return plan
+
+
+def _recalled(plan: Any, chain: Any, verified: bool) -> Tuple[Any, int]:
+    """(the remembered (result, key) pair or None, the outcome code) of one planned item."""
+    try:
+        certs = _chain_buffers(chain)
+        code = _outcome_code(_match(certs, plan[2]._pins, True), len(certs), verified)
+    except CertificateParseError:
+        return None, -1
+    known = plan[3].get(code) if code >= 0 else None
+    if type(known) is tuple and len(known) == 2:
+        return known, code
+    return None, code
+
+
+def recall_outcome(
+    plans: dict[Any, Any], host: Any, chain: Any, verified: bool = True, skip_unpinned: bool = False
+) -> Optional[Tuple[Any, Any]]:
+    """recall_outcomes for one item: the remembered (result, key) pair of host for chain, or None."""
+    if not isinstance(plans, dict):
+        raise TypeError(f"plans must be a dict, not {type(plans).__name__}")
+    plan = _plan_of(plans, host, bool(skip_unpinned))
+    return None if plan is None else _recalled(plan, chain, bool(verified))[0]
+
+
+def recall_outcomes(
+    items: Sequence[Any], plans: dict[Any, Any], verified: bool = True, skip_unpinned: bool = False
+) -> Tuple[List[Any], List[Any], List[Tuple[int, int]]]:
+    """The remembered results of many (host, chain) items: ``(results, keys, misses)``.
+
+    results holds each item's remembered result or None; keys the remembered
+    keys of those found, in order; misses ``(index, code)`` for every other
+    item (code -1: no plan, does not parse, or no code).
+    """
+    if isinstance(items, (str, bytes, bytearray, memoryview)):
+        raise TypeError("items must be a sequence of (host, chain) pairs")
+    if not isinstance(plans, dict):
+        raise TypeError(f"plans must be a dict, not {type(plans).__name__}")
+    item_list = list(items)
+    results: List[Any] = [None] * len(item_list)
+    keys: List[Any] = []
+    misses: List[Tuple[int, int]] = []
+    for k, item in enumerate(item_list):
+        plan = None
+        if type(item) is tuple and len(item) == 2:
+            plan = _plan_of(plans, item[0], bool(skip_unpinned))
+        if plan is None:
+            misses.append((k, -1))
+            continue
+        known, code = _recalled(plan, item[1], bool(verified))
+        if known is None:
+            misses.append((k, code))
+        else:
+            results[k] = known[0]
+            keys.append(known[1])
+    return results, keys, misses

@@ -60,7 +60,9 @@ _record = METRICS.record
 #: remembered outcomes take this path, and build no event (metrics are the
 #: only observer of a match or an unpinned host).
 count_decision = METRICS.count_decision
-__all__ = ["VerificationEvent", "count_decision", "decision_key", "emit", "store_error"]
+#: Count a batch's remembered decisions at once (``PinPolicy.verify_batch``).
+count_decisions = METRICS.count_decisions
+__all__ = ["VerificationEvent", "count_decision", "count_decisions", "decision_key", "emit", "store_error"]
 _VIOLATIONS = frozenset((Status.MISMATCH, Status.REPORT_ONLY))
 
 

@@ -15,7 +15,17 @@ import time
 from typing import Any, Iterable, Mapping, Sequence
 
 from . import _hostnames, _observe, _schema
-from ._backend import PinSet, cert_digest, match_chain, match_chains, parse_certificate, spki_digest
+from ._backend import (
+    PinSet,
+    cert_digest,
+    match_chain,
+    match_chains,
+    outcome_code,
+    parse_certificate,
+    recall_outcome,
+    recall_outcomes,
+    spki_digest,
+)
 from ._dynamic import _LRU, RECORD_CACHE_SIZE, STORE_OUTAGE_CHOICES, DynamicPins
 from ._dynamic import _LogThrottle as _LogThrottle
 from ._entries import _MODES, DomainEntry, PinMatch, VerificationResult, _pinned_by, _UnreadableEntry
@@ -25,6 +35,7 @@ from ._entries import REPORT_ONLY as REPORT_ONLY
 from ._errors import CertificateParseError, HostnameError, PinMismatchError, PolicyError
 from ._hostnames import normalize_hostname
 from ._observe import count_decision as _count_decision
+from ._observe import count_decisions as _count_decisions
 from ._schema import MAX_TTL as MAX_TTL
 from ._schema import PathLike, _check_ttl
 from ._types import POS_ANY, Status
@@ -47,14 +58,16 @@ log = logging.getLogger("pinengine")
 #: hosts; past this many the plans are dropped whole and rebuilt as names come
 #: back (so names chosen by a peer cost time, never memory).
 PLAN_CACHE_SIZE = 4096
-# Results remembered per plan: one per (verified, chain length, matches) seen.
+# Results remembered per plan: one per outcome code seen.
 _OUTCOMES_PER_PLAN = 8
 _CACHEABLE = (Status.MATCH, Status.NOT_PINNED)
 _perf_counter = time.perf_counter
 
 # A decision plan: (normal name, entry or None, PinSet, outcomes or None), where
-# outcomes maps (verified, chain length, *matches) to (result, metrics key).
-_Plan = tuple[str, "DomainEntry | None", Any, "dict[tuple[Any, ...], tuple[VerificationResult, tuple[str, ...]]] | None"]
+# outcomes maps the core's code of a match (``outcome_code``: the verified
+# flag, the chain length and every match, exactly; ext/CORE_SPEC.md 2.6) to
+# (result, metrics key). The core reads plans in this shape (``recall_outcomes``).
+_Plan = tuple[str, "DomainEntry | None", Any, "dict[int, tuple[VerificationResult, tuple[str, ...]]] | None"]
 
 
 def _as_list(chain: Sequence[bytes] | None) -> Sequence[bytes] | None:
@@ -63,8 +76,8 @@ def _as_list(chain: Sequence[bytes] | None) -> Sequence[bytes] | None:
 
 
 def _remember_outcome(
-    outcomes: dict[tuple[Any, ...], tuple[VerificationResult, tuple[str, ...]]],
-    key: tuple[Any, ...],
+    outcomes: dict[int, tuple[VerificationResult, tuple[str, ...]]],
+    code: int,
     result: VerificationResult,
 ) -> None:
     """Keep ``result`` for the next chain that matches the same way, if nothing but the match decided it.
@@ -73,8 +86,8 @@ def _remember_outcome(
     report-only violation is built anew each time, with its own message and
     report.
     """
-    if result.status in _CACHEABLE and not result.blocked and len(outcomes) < _OUTCOMES_PER_PLAN:
-        outcomes[key] = (result, _observe.decision_key(result.hostname, result.entry, result.status, result.matches))
+    if code >= 0 and result.status in _CACHEABLE and not result.blocked and len(outcomes) < _OUTCOMES_PER_PLAN:
+        outcomes[code] = (result, _observe.decision_key(result.hostname, result.entry, result.status, result.matches))
 
 
 # -- host names ----------------------------------------------------------------
@@ -384,35 +397,38 @@ class PinPolicy(DynamicPins):
         certificate is malformed (fail closed).
         """
         started = _perf_counter()
-        plan = self._plans.get(hostname) if now is None else None
-        if plan is None or (plan[1] is None and self.hpkp):  # (hpkp switched on since: ask the store)
-            plan = self._plan(hostname, now)
-        name, entry, pinset, outcomes = plan
-        try:
-            # Match over the whole chain: blocked keys are refused wherever they
-            # stand; positive matches are cut to the leaf when unverified.
-            pairs = match_chain(chain, pinset, True)
-        except CertificateParseError as exc:
-            self._emit_error(name, entry, chain, verified, port, served_chain, started, exc)
-            raise
-        if outcomes is None:
-            result = self._decide(name, entry, chain, pairs, verified, now)
-        else:
-            # The common case: a host this policy decided on before, with the
-            # same outcome. The result is immutable and was built then; only
-            # the metrics are counted (no event is built: nothing else
-            # observes a match or an unpinned host).
-            outcome_key = (verified, len(chain), *pairs)
-            known = outcomes.get(outcome_key)
+        if now is None:
+            # The common case, decided in the core: a host this policy decided
+            # on before, matched the same way. The result is immutable and was
+            # built then; only the metrics count it (no event is built: nothing
+            # else observes a match or an unpinned host).
+            known = recall_outcome(self._plans, hostname, chain, verified, self.hpkp)
             if known is not None:
                 try:
                     _count_decision(known[1], _perf_counter() - started)
                 except Exception:  # pragma: no cover - counting must never break verification
                     pass
-                return known[0]
-            result = self._decide(name, entry, chain, pairs, verified, now)
-            _remember_outcome(outcomes, outcome_key, result)
+                return known[0]  # type: ignore[no-any-return]
+        name, entry, pinset, outcomes = self._plan_for(hostname, now)
+        try:
+            # Match over the whole chain: blocked keys are refused wherever they
+            # stand; positive matches are cut to the leaf when unverified.
+            pairs = match_chain(chain, pinset, True)
+            code = outcome_code(chain, pinset, verified) if outcomes is not None else -1
+        except CertificateParseError as exc:
+            self._emit_error(name, entry, chain, verified, port, served_chain, started, exc)
+            raise
+        result = self._decide(name, entry, chain, pairs, verified, now)
+        if outcomes is not None:
+            _remember_outcome(outcomes, code, result)
         return self._finish(result, chain, port, served_chain, started)
+
+    def _plan_for(self, hostname: str, now: _dt.datetime | None) -> _Plan:
+        """The plan for ``hostname``: the one remembered, else a new one (see ``_plan``)."""
+        plan = self._plans.get(hostname) if now is None else None
+        if plan is None or (plan[1] is None and self.hpkp):  # (hpkp switched on since: ask the store)
+            plan = self._plan(hostname, now)
+        return plan
 
     def _plan(self, hostname: str, now: _dt.datetime | None) -> _Plan:
         """``(name, entry, PinSet, outcomes)`` for ``hostname``: remembered when its decisions can be.
@@ -453,52 +469,44 @@ class PinPolicy(DynamicPins):
         would have raised for that item.
         """
         started = _perf_counter()
-        plans = self._plans
-        hpkp = self.hpkp
+        # The items the core can decide from remembered outcomes, with the GIL
+        # released while it matches; the rest ("misses": new hosts and
+        # outcomes, violations, dynamic entries, now=) are decided here, in order.
+        items = list(items)  # ours: read twice below, whatever the caller does to theirs meanwhile
+        results, keys, misses = recall_outcomes(items, self._plans if now is None else {}, verified, self.hpkp)
+        if keys:
+            try:
+                _count_decisions(keys, _perf_counter() - started)
+            except Exception:  # pragma: no cover - counting must never break verification
+                pass
+        if not misses:
+            return results
         jobs: list[tuple[Sequence[bytes], Any]] = []
-        steps: list[tuple[_Plan, Sequence[bytes]] | ValueError] = []
-        for hostname, chain in items:
-            plan = plans.get(hostname) if now is None else None
-            if plan is None or (plan[1] is None and hpkp):
-                try:
-                    plan = self._plan(hostname, now)
-                except ValueError as exc:
-                    steps.append(exc)
-                    continue
-            jobs.append((chain, plan[2]))
-            steps.append((plan, chain))
-        matched = match_chains(jobs, True)
-        results: list[VerificationResult | PinMismatchError | CertificateParseError | ValueError] = []
-        add = results.append
-        k = 0
-        for step in steps:
-            if isinstance(step, ValueError):
-                add(step)
+        steps: list[tuple[int, _Plan, Sequence[bytes], int]] = []
+        for index, code in misses:
+            hostname, chain = items[index]
+            try:
+                plan = self._plan_for(hostname, now)
+            except ValueError as exc:
+                results[index] = exc
                 continue
-            (name, entry, _, outcomes), chain = step
-            pairs = matched[k]
-            k += 1
+            jobs.append((chain, plan[2]))
+            steps.append((index, plan, chain, code))
+        matched = match_chains(jobs, True)
+        for (index, (name, entry, entry_pinset, outcomes), chain, code), pairs in zip(steps, matched):
             if isinstance(pairs, CertificateParseError):
                 self._emit_error(name, entry, chain, verified, None, None, started, pairs)
-                add(pairs)
+                results[index] = pairs
                 continue
-            if outcomes is not None:
-                outcome_key = (verified, len(chain), *pairs)
-                known = outcomes.get(outcome_key)
-                if known is not None:
-                    try:
-                        _count_decision(known[1], _perf_counter() - started)
-                    except Exception:  # pragma: no cover - counting must never break verification
-                        pass
-                    add(known[0])
-                    continue
             try:
                 result = self._decide(name, entry, chain, pairs, verified, now)
                 if outcomes is not None:
-                    _remember_outcome(outcomes, outcome_key, result)
-                add(self._finish(result, chain, None, None, started))
+                    if code < 0:  # (the host had no plan when the core looked)
+                        code = outcome_code(chain, entry_pinset, verified)
+                    _remember_outcome(outcomes, code, result)
+                results[index] = self._finish(result, chain, None, None, started)
             except PinMismatchError as exc:
-                add(exc)
+                results[index] = exc
         return results
 
     def _finish(
