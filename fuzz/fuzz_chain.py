@@ -14,7 +14,8 @@ Pins are made from the certificates themselves (so that real matches
 happen) plus one that can never match. Both cores must give the same list of
 (certificate, pin) pairs, which must also equal the oracle's (hashlib over
 the SPKI the twin extracts), or both refuse, naming the same certificate.
-match_chains over several jobs must agree with match_chain job by job.
+match_chains over several jobs must agree with match_chain job by job, and
+outcome_code / recall_outcomes (CORE_SPEC §2.2) with the codes' definition.
 
     python fuzz/fuzz_chain.py CORPUS_DIR [libFuzzer flags]
 """
@@ -162,6 +163,37 @@ def compare(
         singles = [_single(C, chain, ps, v) for chain, ps in c_jobs]
         if got_c != singles:
             raise Finding(describe(f"match_chains vs match_chain (verified={v})", data, got_c, singles))
+    check_codes(data, certs, c_chain, c_pins, p_pins, verified)
+
+
+def expected_code(verified: bool, n: int, pairs: list[tuple[int, int]]) -> int:
+    """CORE_SPEC §2.2, written out: verified (1 bit), n (6), len(pairs) (3), then 9 bits a pair."""
+    if n >= 64 or len(pairs) > 5 or any(i >= 8 or j >= 64 for i, j in pairs):
+        return -1
+    code = int(verified) | n << 1 | len(pairs) << 7
+    for k, (i, j) in enumerate(pairs):
+        code |= ((i << 6) | j) << (10 + 9 * k)
+    return code
+
+
+def check_codes(data: bytes, certs: list[bytes], c_chain: list[Any], c_pins: Any, p_pins: Any, verified: bool) -> None:
+    """Both cores' outcome codes equal the definition; a remembered result is recalled for that code only."""
+    whole = _single(P, certs, p_pins, True)
+    codes = []
+    for core, chain, pinset in ((C, c_chain, c_pins), (P, certs, p_pins)):
+        _, code = outcome(core.outcome_code, chain, pinset, verified, refusals=(CertificateParseError,))
+        codes.append(_normal(code) if isinstance(code, CertificateParseError) else code)
+    want = whole if whole[0] == "refused" else expected_code(verified, len(certs), whole[1])
+    if codes != [want, want]:
+        raise Finding(describe("outcome_code (compiled, python) vs definition", data, codes, want))
+    if not isinstance(want, int) or want < 0:
+        return
+    hit = object()
+    for core, chain, pinset in ((C, c_chain, c_pins), (P, certs, p_pins)):
+        plans = {"h": ("h", "entry", pinset, {want: (hit, "key"), want ^ 1: (None, "other")})}
+        got = core.recall_outcomes([("h", chain)], plans, verified)
+        if got[0] != [hit] or got[1] != ["key"] or got[2]:
+            raise Finding(describe(f"recall_outcomes ({core.BACKEND})", data, got, ([hit], ["key"], [])))
 
 
 if __name__ == "__main__":

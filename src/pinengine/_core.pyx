@@ -987,7 +987,7 @@ def match_chains(jobs, bint verified=True):
 # A policy remembers, per host name, the result each way a chain can match
 # (PinPolicy.verify). The key of a remembered result is an exact code of that
 # way: the verified flag, the chain length and every (i, j) match in order, in
-# fixed-width fields (CORE_SPEC section 2.6). Two different outcomes never
+# fixed-width fields (CORE_SPEC section 2.2). Two different outcomes never
 # share a code; an outcome too big for the fields has none (-1) and is always
 # decided in Python. The code is computed here, in C, so that a known host's
 # decision needs no Python object per match.

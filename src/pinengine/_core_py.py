@@ -721,7 +721,7 @@ def match_chains(
     return out
 
 
-# -- remembered outcomes (CORE_SPEC section 2.6) ------------------------------
+# -- remembered outcomes (CORE_SPEC section 2.2) ------------------------------
 # The same codes as the compiled core's, field for field.
 _CODE_MAX_CERTS = 64
 _CODE_MAX_MATCHES = 5

@@ -65,7 +65,7 @@ _perf_counter = time.perf_counter
 
 # A decision plan: (normal name, entry or None, PinSet, outcomes or None), where
 # outcomes maps the core's code of a match (``outcome_code``: the verified
-# flag, the chain length and every match, exactly; ext/CORE_SPEC.md 2.6) to
+# flag, the chain length and every match, exactly; ext/CORE_SPEC.md 2.2) to
 # (result, metrics key). The core reads plans in this shape (``recall_outcomes``).
 _Plan = tuple[str, "DomainEntry | None", Any, "dict[int, tuple[VerificationResult, tuple[str, ...]]] | None"]
 
