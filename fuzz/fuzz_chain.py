@@ -192,7 +192,7 @@ def check_codes(data: bytes, certs: list[bytes], c_chain: list[Any], c_pins: Any
     for core, chain, pinset in ((C, c_chain, c_pins), (P, certs, p_pins)):
         plans = {"h": ("h", "entry", pinset, {want: (hit, "key"), want ^ 1: (None, "other")})}
         got = core.recall_outcomes([("h", chain)], plans, verified)
-        if got[0] != [hit] or got[1] != ["key"] or got[2]:
+        if got != ([hit], ["key"], []):
             raise Finding(describe(f"recall_outcomes ({core.BACKEND})", data, got, ([hit], ["key"], [])))
 
 

@@ -1108,9 +1108,8 @@ def recall_outcomes(items, dict plans not None, bint verified=True, bint skip_un
     where outcomes maps an outcome code to a ``(result, key)`` pair (or is
     None: nothing remembered). Returns ``(results, keys, misses)``: results
     holds, in item order, each item's remembered result or None; keys the
-    remembered keys of the results found, in order; misses ``(index, code)``
-    for every item without one (code -1 when the item has no plan, does not
-    parse, or its outcome has no code). An item that is not a (str, chain)
+    remembered keys of the results found, in order; misses the index of
+    every item without one. An item that is not a (str, chain)
     tuple, or whose host has no plan (or an unpinned plan, with
     skip_unpinned), is a miss without being read further.
     """
@@ -1123,7 +1122,6 @@ def recall_outcomes(items, dict plans not None, bint verified=True, bint skip_un
     cdef pe_matches m
     cdef pe_job *work = NULL
     cdef PyObject **planned = NULL
-    cdef long long code
 
     if isinstance(items, _NOT_A_SEQUENCE):
         raise TypeError(f"items must be a sequence of (host, chain) pairs, not {type(items).__name__!r}")
@@ -1162,12 +1160,11 @@ def recall_outcomes(items, dict plans not None, bint verified=True, bint skip_un
 
             for k in range(count):
                 if planned[k] == NULL:
-                    misses.append((base + k, -1))
+                    misses.append(base + k)
                     continue
-                code = _outcome_code(&work[k], &m, verified)
-                known = _recalled(<object>planned[k], code)
+                known = _recalled(<object>planned[k], _outcome_code(&work[k], &m, verified))
                 if known is None:
-                    misses.append((base + k, code))
+                    misses.append(base + k)
                     continue
                 results[base + k] = <object>PyTuple_GET_ITEM(known, 0)
                 keys.append(<object>PyTuple_GET_ITEM(known, 1))

@@ -762,17 +762,15 @@ def _plan_of(plans: dict[Any, Any], host: object, skip_unpinned: bool) -> Any:
     return plan
 
 
-def _recalled(plan: Any, chain: Any, verified: bool) -> Tuple[Any, int]:
-    """(the remembered (result, key) pair or None, the outcome code) of one planned item."""
+def _recalled(plan: Any, chain: Any, verified: bool) -> Any:
+    """The remembered (result, key) pair of one planned item, or None."""
     try:
         certs = _chain_buffers(chain)
         code = _outcome_code(_match(certs, plan[2]._pins, True), len(certs), verified)
     except CertificateParseError:
-        return None, -1
+        return None
     known = plan[3].get(code) if code >= 0 else None
-    if type(known) is tuple and len(known) == 2:
-        return known, code
-    return None, code
+    return known if type(known) is tuple and len(known) == 2 else None
 
 
 def recall_outcome(
@@ -782,17 +780,16 @@ def recall_outcome(
     if not isinstance(plans, dict):
         raise TypeError(f"plans must be a dict, not {type(plans).__name__}")
     plan = _plan_of(plans, host, bool(skip_unpinned))
-    return None if plan is None else _recalled(plan, chain, bool(verified))[0]
+    return None if plan is None else _recalled(plan, chain, bool(verified))
 
 
 def recall_outcomes(
     items: Sequence[Any], plans: dict[Any, Any], verified: bool = True, skip_unpinned: bool = False
-) -> Tuple[List[Any], List[Any], List[Tuple[int, int]]]:
+) -> Tuple[List[Any], List[Any], List[int]]:
     """The remembered results of many (host, chain) items: ``(results, keys, misses)``.
 
     results holds each item's remembered result or None; keys the remembered
-    keys of those found, in order; misses ``(index, code)`` for every other
-    item (code -1: no plan, does not parse, or no code).
+    keys of those found, in order; misses the index of every other item.
     """
     if isinstance(items, (str, bytes, bytearray, memoryview)):
         raise TypeError("items must be a sequence of (host, chain) pairs")
@@ -801,17 +798,14 @@ def recall_outcomes(
     item_list = list(items)
     results: List[Any] = [None] * len(item_list)
     keys: List[Any] = []
-    misses: List[Tuple[int, int]] = []
+    misses: List[int] = []
     for k, item in enumerate(item_list):
         plan = None
         if type(item) is tuple and len(item) == 2:
             plan = _plan_of(plans, item[0], bool(skip_unpinned))
-        if plan is None:
-            misses.append((k, -1))
-            continue
-        known, code = _recalled(plan, item[1], bool(verified))
+        known = None if plan is None else _recalled(plan, item[1], bool(verified))
         if known is None:
-            misses.append((k, code))
+            misses.append(k)
         else:
             results[k] = known[0]
             keys.append(known[1])

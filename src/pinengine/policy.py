@@ -75,18 +75,23 @@ def _as_list(chain: Sequence[bytes] | None) -> Sequence[bytes] | None:
     return chain if chain is None or isinstance(chain, (list, tuple)) else list(chain)
 
 
-def _remember_outcome(
-    outcomes: dict[int, tuple[VerificationResult, tuple[str, ...]]],
-    code: int,
-    result: VerificationResult,
-) -> None:
-    """Keep ``result`` for the next chain that matches the same way, if nothing but the match decided it.
+def _remember_outcome(plan: _Plan, chain: Sequence[bytes], verified: bool, result: VerificationResult) -> None:
+    """Keep ``result`` in ``plan`` for the next chain that matches the same way, if nothing but the match decided it.
 
     A match or an unpinned name with no blocked key: a refusal or a
     report-only violation is built anew each time, with its own message and
-    report.
+    report. The key is the core's code of how ``chain`` matches this plan's
+    own pin set (computed here, not taken from an earlier look that may have
+    used another plan for the name).
     """
-    if code >= 0 and result.status in _CACHEABLE and not result.blocked and len(outcomes) < _OUTCOMES_PER_PLAN:
+    outcomes = plan[3]
+    if outcomes is None or result.status not in _CACHEABLE or result.blocked or len(outcomes) >= _OUTCOMES_PER_PLAN:
+        return
+    try:
+        code = outcome_code(chain, plan[2], verified)
+    except CertificateParseError:  # (a list chain changed since it was matched: nothing to remember)
+        return
+    if code >= 0:
         outcomes[code] = (result, _observe.decision_key(result.hostname, result.entry, result.status, result.matches))
 
 
@@ -409,18 +414,17 @@ class PinPolicy(DynamicPins):
                 except Exception:  # pragma: no cover - counting must never break verification
                     pass
                 return known[0]  # type: ignore[no-any-return]
-        name, entry, pinset, outcomes = self._plan_for(hostname, now)
+        plan = self._plan_for(hostname, now)
+        name, entry, pinset, _ = plan
         try:
             # Match over the whole chain: blocked keys are refused wherever they
             # stand; positive matches are cut to the leaf when unverified.
             pairs = match_chain(chain, pinset, True)
-            code = outcome_code(chain, pinset, verified) if outcomes is not None else -1
         except CertificateParseError as exc:
             self._emit_error(name, entry, chain, verified, port, served_chain, started, exc)
             raise
         result = self._decide(name, entry, chain, pairs, verified, now)
-        if outcomes is not None:
-            _remember_outcome(outcomes, code, result)
+        _remember_outcome(plan, chain, verified, result)
         return self._finish(result, chain, port, served_chain, started)
 
     def _plan_for(self, hostname: str, now: _dt.datetime | None) -> _Plan:
@@ -482,8 +486,8 @@ class PinPolicy(DynamicPins):
         if not misses:
             return results
         jobs: list[tuple[Sequence[bytes], Any]] = []
-        steps: list[tuple[int, _Plan, Sequence[bytes], int]] = []
-        for index, code in misses:
+        steps: list[tuple[int, _Plan, Sequence[bytes]]] = []
+        for index in misses:
             hostname, chain = items[index]
             try:
                 plan = self._plan_for(hostname, now)
@@ -491,19 +495,17 @@ class PinPolicy(DynamicPins):
                 results[index] = exc
                 continue
             jobs.append((chain, plan[2]))
-            steps.append((index, plan, chain, code))
+            steps.append((index, plan, chain))
         matched = match_chains(jobs, True)
-        for (index, (name, entry, entry_pinset, outcomes), chain, code), pairs in zip(steps, matched):
+        for (index, plan, chain), pairs in zip(steps, matched):
+            name, entry = plan[0], plan[1]
             if isinstance(pairs, CertificateParseError):
                 self._emit_error(name, entry, chain, verified, None, None, started, pairs)
                 results[index] = pairs
                 continue
             try:
                 result = self._decide(name, entry, chain, pairs, verified, now)
-                if outcomes is not None:
-                    if code < 0:  # (the host had no plan when the core looked)
-                        code = outcome_code(chain, entry_pinset, verified)
-                    _remember_outcome(outcomes, code, result)
+                _remember_outcome(plan, chain, verified, result)
                 results[index] = self._finish(result, chain, None, None, started)
             except PinMismatchError as exc:
                 results[index] = exc
