@@ -116,12 +116,13 @@ def test_recall_outcomes_answers_only_what_was_remembered(core: ModuleType) -> N
     inter = pinengine.spki_sha256(chain[1])
     pinset = core.PinSet([(core.KIND_SPKI, "sha256", inter, core.POS_ANY)])
     verified_code = core.outcome_code(chain, pinset, True)
-    hit, key = _Result(), ("codes.example", "codes.example", "match")
+    hit, tally = _Result(), core.Tally((1e-3, 1.0))
     plans: dict[Any, Any] = {
-        "known.example": ("known.example", "entry", pinset, {verified_code: (hit, key)}),
+        "known.example": ("known.example", "entry", pinset, {verified_code: (hit, tally)}),
         "fresh.example": ("fresh.example", "entry", pinset, {}),
         "dynamic.example": ("dynamic.example", "entry", pinset, None),
-        "unpinned.example": ("unpinned.example", None, pinset, {verified_code: (hit, key)}),
+        "unpinned.example": ("unpinned.example", None, pinset, {verified_code: (hit, tally)}),
+        "untallied.example": ("untallied.example", "entry", pinset, {verified_code: (hit, "not a Tally")}),
     }
     broken = [chain[0][:-3], chain[1]]
     items: list[Any] = [
@@ -136,15 +137,18 @@ def test_recall_outcomes_answers_only_what_was_remembered(core: ModuleType) -> N
         ["known.example", chain],  # 8: not a tuple
         (b"known.example", chain),  # 9: not a str
         ("unpinned.example", chain),  # 10: remembered unless unpinned names are skipped
+        ("untallied.example", chain),  # 11: what is remembered is not counted: not used
     ]
-    results, keys, misses = core.recall_outcomes(items, plans, True, False)
-    assert [r is hit for r in results] == [True, True] + [False] * 8 + [True]
-    assert keys == [key, key, key]
-    assert misses == [2, 3, 4, 5, 6, 7, 8, 9]
+    results, misses = core.recall_outcomes(items, plans, True, False)
+    assert [r is hit for r in results] == [True, True] + [False] * 8 + [True, False]
+    assert misses == [2, 3, 4, 5, 6, 7, 8, 9, 11]
+    count, buckets, seconds = tally.read()
+    assert count == 3 and sum(buckets) == 3 and 0 < seconds < 1.0
     # Unverified is another outcome; skip_unpinned leaves the unpinned plan to Python.
-    results, keys, misses = core.recall_outcomes(items, plans, False, True)
-    assert results == [None] * len(items) and keys == []
-    assert core.recall_outcome(plans, "known.example", chain, True, False) == (hit, key)
+    results, misses = core.recall_outcomes(items, plans, False, True)
+    assert results == [None] * len(items) and misses == list(range(len(items)))
+    assert core.recall_outcome(plans, "known.example", chain, True, False) is hit
+    assert tally.read()[0] == 4
     assert core.recall_outcome(plans, "known.example", chain, False, False) is None
     assert core.recall_outcome(plans, "known.example", broken, True, False) is None
     assert core.recall_outcome(plans, "unpinned.example", chain, True, True) is None
@@ -157,13 +161,13 @@ def test_recall_outcomes_answers_only_what_was_remembered(core: ModuleType) -> N
 def test_recall_holds_its_plans_while_another_thread_drops_them(core: ModuleType) -> None:
     """The compiled core matches without the GIL: the plans it read must outlive a clear() meanwhile."""
     chain = tuple(cached_chain("p256", "codes.example").ders)
-    hit, key = _Result(), ("k",)
+    hit, tally = _Result(), core.Tally(())
     plans: dict[Any, Any] = {}
 
     def refill() -> None:
         for i in range(300):
             pinset = core.PinSet([(core.KIND_SPKI, "sha256", pinengine.spki_sha256(chain[1]), core.POS_ANY)])
-            plans[f"h{i}"] = (f"h{i}", "entry", pinset, {core.outcome_code(chain, pinset, True): (hit, key)})
+            plans[f"h{i}"] = (f"h{i}", "entry", pinset, {core.outcome_code(chain, pinset, True): (hit, tally)})
 
     refill()
     items = [(f"h{i}", chain) for i in range(300)] * 4
@@ -177,10 +181,12 @@ def test_recall_holds_its_plans_while_another_thread_drops_them(core: ModuleType
     thread = threading.Thread(target=churn)
     thread.start()
     try:
+        counted = 0
         for _ in range(30):
-            results, keys, misses = core.recall_outcomes(items, plans, True, False)
-            assert len(keys) + len(misses) == len(items)
+            results, misses = core.recall_outcomes(items, plans, True, False)
             assert all(r is hit for r in results if r is not None)
+            counted += len(items) - len(misses)
+            assert tally.read()[0] == counted
             assert misses == [k for k, r in enumerate(results) if r is None]
     finally:
         stop.set()
@@ -202,13 +208,36 @@ def test_verify_batch_takes_any_iterable_and_remembers_what_it_decided() -> None
     assert all(a is b for a, b in zip(first, again))
 
 
-def test_a_batch_is_counted_as_its_decisions_one_by_one() -> None:
-    one, many = Metrics(), Metrics()
+def test_recalled_decisions_are_counted_as_decisions_made_in_python(core: ModuleType) -> None:
+    """A Tally read with the shards gives what count_decision would have given, and reset zeroes it."""
+    one, other = Metrics(max_series=1), Metrics(max_series=1)
     keys = [("a", "a", "match", "leaf", "spki", "static")] * 3 + [("b", "b", "not-pinned")] * 2
     for key in keys:
         one.count_decision(key, 0.0004)
-    many.count_decisions(keys, 0.0004)
-    assert one.stats()["hosts"] == many.stats()["hosts"]
-    assert one.stats()["latency"]["buckets"] == many.stats()["latency"]["buckets"]
-    assert one.stats()["latency"]["count"] == many.stats()["latency"]["count"] == 5
-    assert many.stats()["latency"]["sum"] == pytest.approx(0.002)
+    for key in keys:
+        other.tally(key).add(0.0004)
+    assert other.tally(keys[0]) is other.tally(keys[0])
+    a, b = one.stats(), other.stats()
+    assert a["hosts"] == b["hosts"] and set(b["hosts"]) == {"a", "_other"}  # the series cap holds for tallies too
+    assert a["latency"]["buckets"] == b["latency"]["buckets"]
+    assert a["latency"]["count"] == b["latency"]["count"] == 5
+    assert b["latency"]["sum"] == pytest.approx(0.002)
+    assert one.prometheus_text() == other.prometheus_text()
+    other.reset()
+    assert other.stats()["totals"]["verifications"] == 0 and other.stats()["latency"]["count"] == 0
+    other.tally(keys[3]).add(0.5)
+    assert set(other.stats()["hosts"]) == {"_other"}  # still admitted after the reset: the cap is kept
+
+
+def test_a_tally_refuses_what_it_cannot_count(core: ModuleType) -> None:
+    with pytest.raises(ValueError):
+        core.Tally((1.0, 0.5))
+    tally = core.Tally((0.001, 0.01))
+    with pytest.raises(ValueError):
+        tally.add(0.1, -1)
+    for odd in (float("nan"), float("inf"), -1.0, 1e300):
+        tally.add(odd)
+    count, buckets, seconds = tally.read()
+    assert count == 4 and buckets == [2, 0, 2] and seconds == pytest.approx(2e6)
+    tally.clear()
+    assert tally.read() == (0, [0, 0, 0], 0.0)

@@ -18,7 +18,7 @@ build it copies a list chain before reading it.
 
 import os as _os
 
-from libc.stdint cimport uint8_t
+from libc.stdint cimport uint8_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
 from cpython.buffer cimport PyObject_CheckBuffer, PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
@@ -105,6 +105,7 @@ __all__ = [
     "POS_LEAF",
     "POS_ROOT",
     "PinSet",
+    "Tally",
     "cert_digest",
     "cert_sha256",
     "extract_spki",
@@ -982,6 +983,82 @@ def match_chains(jobs, bint verified=True):
         _release_setup(&s)
 
 
+# ---------------------------------------------------------------- tallies
+
+cdef extern from "pe_tally.h":
+    void pe_tally_add(uint64_t *p, uint64_t v) noexcept nogil
+    uint64_t pe_now_ns() noexcept nogil
+
+
+cdef class Tally:
+    """The count of one metrics key's remembered decisions, and their latencies.
+
+    ``Tally(bounds)``: bounds the ascending upper bounds (seconds) of the
+    latency buckets, one more bucket holding what is above the last.
+    ``recall_outcome(s)`` add to it in C; ``read()`` gives ``(count, buckets,
+    seconds)``, the buckets not cumulative and the seconds their sum.
+    """
+
+    cdef uint64_t count
+    cdef uint64_t nanos
+    cdef uint64_t *buckets
+    cdef double *bounds
+    cdef Py_ssize_t nbounds
+
+    def __cinit__(self, bounds):
+        cdef Py_ssize_t i
+        values = [float(b) for b in bounds]
+        if values != sorted(values):
+            raise ValueError("bounds must be ascending")
+        self.nbounds = len(values)
+        self.bounds = <double *>_alloc_array(self.nbounds, sizeof(double))
+        self.buckets = <uint64_t *>_alloc_array(self.nbounds + 1, sizeof(uint64_t))
+        for i in range(self.nbounds):
+            self.bounds[i] = values[i]
+        memset(self.buckets, 0, <size_t>(self.nbounds + 1) * sizeof(uint64_t))
+
+    def __dealloc__(self):
+        PyMem_RawFree(self.bounds)
+        PyMem_RawFree(self.buckets)
+
+    def add(self, double seconds, Py_ssize_t n=1):
+        """Count n decisions that took ``seconds`` each."""
+        if not 0 <= n <= 1 << 20:
+            raise ValueError(f"n must be in 0..{1 << 20}, not {n}")
+        _tally(self, seconds, <uint64_t>n)
+
+    def read(self):
+        """``(count, buckets, seconds)``: what was counted since it was made or cleared."""
+        return (
+            self.count,
+            [self.buckets[i] for i in range(self.nbounds + 1)],
+            self.nanos / 1e9,
+        )
+
+    def clear(self):
+        """Forget every count (adds made by other threads at that moment may be lost)."""
+        self.count = 0
+        self.nanos = 0
+        memset(self.buckets, 0, <size_t>(self.nbounds + 1) * sizeof(uint64_t))
+
+    def __repr__(self):
+        return f"<pinengine._core.Tally of {self.count} decisions>"
+
+
+cdef inline void _tally(Tally t, double seconds, uint64_t n) noexcept:
+    # The bucket is the first bound >= seconds (Prometheus "le"), else the last one.
+    cdef Py_ssize_t i = 0
+    if not (seconds >= 0.0):  # NaN, or a clock that went back
+        seconds = 0.0
+    elif seconds > 1e6:  # (no overflow of the nanosecond sum)
+        seconds = 1e6
+    while i < t.nbounds and seconds > t.bounds[i]:
+        i += 1
+    pe_tally_add(&t.count, n)
+    pe_tally_add(&t.buckets[i], n)
+    pe_tally_add(&t.nanos, <uint64_t>(seconds * 1e9 + 0.5) * n)
+
+
 # ---------------------------------------------------------------- remembered outcomes
 #
 # A policy remembers, per host name, the result each way a chain can match
@@ -1066,23 +1143,29 @@ cdef inline PyObject *_plan_of(dict plans, object host, bint skip_unpinned) exce
     return plan
 
 
-cdef inline object _recalled(object plan, long long code):
-    """The remembered (result, key) pair of plan for code, or None."""
+cdef inline object _recalled(object plan, long long code, double seconds):
+    """The remembered result of plan for code, counted in its Tally as taking seconds; or None."""
     cdef PyObject *known
     if code < 0:
         return None
     known = _dict_get(<object>PyTuple_GET_ITEM(plan, 3), code)
-    if known != NULL and type(<object>known) is tuple and PyTuple_GET_SIZE(<object>known) == 2:
-        return <object>known
-    return None
+    if known == NULL or type(<object>known) is not tuple or PyTuple_GET_SIZE(<object>known) != 2:
+        return None
+    tally = <object>PyTuple_GET_ITEM(<object>known, 1)
+    if type(tally) is not Tally:
+        return None
+    _tally(<Tally>tally, seconds, 1)
+    return <object>PyTuple_GET_ITEM(<object>known, 0)
 
 
 def recall_outcome(dict plans not None, host, chain, bint verified=True, bint skip_unpinned=False):
-    """recall_outcomes for one item: the remembered (result, key) pair of host for chain, or None."""
+    """recall_outcomes for one item: the remembered result of host for chain (counted), or None."""
     cdef PyObject *plan
     cdef pe_setup s
     cdef pe_matches m
     cdef pe_job job
+    cdef uint64_t started = pe_now_ns()
+    cdef long long code
     plan = _plan_of(plans, host, skip_unpinned)
     if plan == NULL:
         return None
@@ -1095,7 +1178,8 @@ def recall_outcome(dict plans not None, host, chain, bint verified=True, bint sk
         job.pins = (<PinSet>PyTuple_GET_ITEM(held, 2)).pins
         job.npins = (<PinSet>PyTuple_GET_ITEM(held, 2)).n
         _run_job(&job, s.refs, &m, True)
-        return _recalled(held, _outcome_code(&job, &m, verified))
+        code = _outcome_code(&job, &m, verified)
+        return _recalled(held, code, (pe_now_ns() - started) / 1e9)
     finally:
         PyMem_RawFree(m.pairs)
         _release_setup(&s)
@@ -1105,23 +1189,25 @@ def recall_outcomes(items, dict plans not None, bint verified=True, bint skip_un
     """The remembered results of many (host, chain) items, matched with the GIL released.
 
     plans maps a host (str) to a plan tuple ``(name, entry, PinSet, outcomes)``
-    where outcomes maps an outcome code to a ``(result, key)`` pair (or is
-    None: nothing remembered). Returns ``(results, keys, misses)``: results
-    holds, in item order, each item's remembered result or None; keys the
-    remembered keys of the results found, in order; misses the index of
-    every item without one. An item that is not a (str, chain)
+    where outcomes maps an outcome code to a ``(result, Tally)`` pair (or is
+    None: nothing remembered). Returns ``(results, misses)``: results holds,
+    in item order, each item's remembered result or None (a result found is
+    counted in its Tally, with the time since the call began); misses the
+    index of every item without one. An item that is not a (str, chain)
     tuple, or whose host has no plan (or an unpinned plan, with
     skip_unpinned), is a miss without being read further.
     """
     cdef list item_list
     cdef list results
-    cdef list keys = []
     cdef list misses = []
+    cdef uint64_t started = pe_now_ns()
     cdef Py_ssize_t nitems, base, count, k
     cdef pe_setup s
     cdef pe_matches m
     cdef pe_job *work = NULL
     cdef PyObject **planned = NULL
+    cdef long long *codes = NULL
+    cdef double seconds
 
     if isinstance(items, _NOT_A_SEQUENCE):
         raise TypeError(f"items must be a sequence of (host, chain) pairs, not {type(items).__name__!r}")
@@ -1134,6 +1220,7 @@ def recall_outcomes(items, dict plans not None, bint verified=True, bint skip_un
         count = nitems if nitems < _TURN else _TURN
         work = <pe_job *>_alloc_array(count, sizeof(pe_job))
         planned = <PyObject **>_alloc_array(count, sizeof(PyObject *))
+        codes = <long long *>_alloc_array(count, sizeof(long long))
         for base in range(0, nitems, _TURN):
             count = nitems - base if nitems - base < _TURN else _TURN
             # Under the GIL: each item's plan, held (another thread may drop
@@ -1157,21 +1244,24 @@ def recall_outcomes(items, dict plans not None, bint verified=True, bint skip_un
                 for k in range(count):
                     if planned[k] != NULL:
                         _run_job(&work[k], s.refs, &m, True)
+                        codes[k] = _outcome_code(&work[k], &m, verified)
+                # Every item of this turn is decided now: the time since the call began.
+                seconds = (pe_now_ns() - started) / 1e9
 
             for k in range(count):
                 if planned[k] == NULL:
                     misses.append(base + k)
                     continue
-                known = _recalled(<object>planned[k], _outcome_code(&work[k], &m, verified))
+                known = _recalled(<object>planned[k], codes[k], seconds)
                 if known is None:
                     misses.append(base + k)
                     continue
-                results[base + k] = <object>PyTuple_GET_ITEM(known, 0)
-                keys.append(<object>PyTuple_GET_ITEM(known, 1))
+                results[base + k] = known
             _clear_setup(&s)
-        return results, keys, misses
+        return results, misses
     finally:
         PyMem_RawFree(m.pairs)
         PyMem_RawFree(work)
         PyMem_RawFree(planned)
+        PyMem_RawFree(codes)
         _release_setup(&s)

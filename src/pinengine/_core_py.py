@@ -17,7 +17,10 @@ Digests come from hashlib.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+import threading
+from bisect import bisect_left as _bisect_left
+from time import perf_counter_ns as _perf_counter_ns
+from typing import Any, Callable, List, Sequence, Tuple, Union
 
 from ._errors import CertificateParseError
 from ._errors import der_input_error as _der_input_error
@@ -44,6 +47,7 @@ __all__ = [
     "POS_LEAF",
     "POS_ROOT",
     "PinSet",
+    "Tally",
     "cert_digest",
     "cert_sha256",
     "extract_spki",
@@ -762,51 +766,102 @@ def _plan_of(plans: dict[Any, Any], host: object, skip_unpinned: bool) -> Any:
     return plan
 
 
-def _recalled(plan: Any, chain: Any, verified: bool) -> Any:
-    """The remembered (result, key) pair of one planned item, or None."""
+class Tally:
+    """The count of one metrics key's remembered decisions, and their latencies.
+
+    ``Tally(bounds)``: the ascending upper bounds (seconds) of the latency
+    buckets, one more bucket holding what is above the last. ``read()``
+    gives ``(count, buckets, seconds)``, the buckets not cumulative.
+    """
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        values = [float(b) for b in bounds]
+        if values != sorted(values):
+            raise ValueError("bounds must be ascending")
+        self._bounds = tuple(values)
+        self._lock = threading.Lock()  # (+= is not atomic between threads)
+        self._count = 0
+        self._nanos = 0
+        self._buckets = [0] * (len(values) + 1)
+
+    def add(self, seconds: float, n: int = 1) -> None:
+        """Count n decisions that took ``seconds`` each."""
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 1 << 20:
+            raise ValueError(f"n must be in 0..{1 << 20}, not {n!r}")
+        seconds = float(seconds)
+        if not seconds >= 0.0:
+            seconds = 0.0
+        elif seconds > 1e6:
+            seconds = 1e6
+        with self._lock:
+            self._count += n
+            self._buckets[_bisect_left(self._bounds, seconds)] += n
+            self._nanos += int(seconds * 1e9 + 0.5) * n
+
+    def read(self) -> Tuple[int, List[int], float]:
+        """``(count, buckets, seconds)``: what was counted since it was made or cleared."""
+        with self._lock:
+            return self._count, list(self._buckets), self._nanos / 1e9
+
+    def clear(self) -> None:
+        """Forget every count."""
+        with self._lock:
+            self._count = 0
+            self._nanos = 0
+            self._buckets = [0] * (len(self._bounds) + 1)
+
+    def __repr__(self) -> str:
+        return f"<pinengine._core_py.Tally of {self._count} decisions>"
+
+
+def _recalled(plan: Any, chain: Any, verified: bool, started: int) -> Any:
+    """The remembered result of one planned item (counted in its Tally), or None."""
     try:
         certs = _chain_buffers(chain)
         code = _outcome_code(_match(certs, plan[2]._pins, True), len(certs), verified)
     except CertificateParseError:
         return None
     known = plan[3].get(code) if code >= 0 else None
-    return known if type(known) is tuple and len(known) == 2 else None
+    if type(known) is not tuple or len(known) != 2 or type(known[1]) is not Tally:
+        return None
+    known[1].add((_perf_counter_ns() - started) / 1e9)
+    return known[0]
 
 
 def recall_outcome(
     plans: dict[Any, Any], host: Any, chain: Any, verified: bool = True, skip_unpinned: bool = False
-) -> Optional[Tuple[Any, Any]]:
-    """recall_outcomes for one item: the remembered (result, key) pair of host for chain, or None."""
+) -> Any:
+    """recall_outcomes for one item: the remembered result of host for chain (counted), or None."""
+    started = _perf_counter_ns()
     if not isinstance(plans, dict):
         raise TypeError(f"plans must be a dict, not {type(plans).__name__}")
     plan = _plan_of(plans, host, bool(skip_unpinned))
-    return None if plan is None else _recalled(plan, chain, bool(verified))
+    return None if plan is None else _recalled(plan, chain, bool(verified), started)
 
 
 def recall_outcomes(
     items: Sequence[Any], plans: dict[Any, Any], verified: bool = True, skip_unpinned: bool = False
-) -> Tuple[List[Any], List[Any], List[int]]:
-    """The remembered results of many (host, chain) items: ``(results, keys, misses)``.
+) -> Tuple[List[Any], List[int]]:
+    """The remembered results of many (host, chain) items: ``(results, misses)``.
 
-    results holds each item's remembered result or None; keys the remembered
-    keys of those found, in order; misses the index of every other item.
+    results holds each item's remembered result or None (a result found is
+    counted in its Tally); misses the index of every other item.
     """
+    started = _perf_counter_ns()
     if isinstance(items, (str, bytes, bytearray, memoryview)):
         raise TypeError("items must be a sequence of (host, chain) pairs")
     if not isinstance(plans, dict):
         raise TypeError(f"plans must be a dict, not {type(plans).__name__}")
     item_list = list(items)
     results: List[Any] = [None] * len(item_list)
-    keys: List[Any] = []
     misses: List[int] = []
     for k, item in enumerate(item_list):
         plan = None
         if type(item) is tuple and len(item) == 2:
             plan = _plan_of(plans, item[0], bool(skip_unpinned))
-        known = None if plan is None else _recalled(plan, item[1], bool(verified))
+        known = None if plan is None else _recalled(plan, item[1], bool(verified), started)
         if known is None:
             misses.append(k)
         else:
-            results[k] = known[0]
-            keys.append(known[1])
-    return results, keys, misses
+            results[k] = known
+    return results, misses

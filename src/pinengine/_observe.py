@@ -56,13 +56,11 @@ class VerificationEvent:
 logging.getLogger("pinengine").addHandler(logging.NullHandler())
 
 _record = METRICS.record
-#: Count a decision whose counter key (``decision_key``) is known: a policy's
-#: remembered outcomes take this path, and build no event (metrics are the
-#: only observer of a match or an unpinned host).
-count_decision = METRICS.count_decision
-#: Count a batch's remembered decisions at once (``PinPolicy.verify_batch``).
-count_decisions = METRICS.count_decisions
-__all__ = ["VerificationEvent", "count_decision", "count_decisions", "decision_key", "emit", "store_error"]
+#: The Tally a remembered outcome is counted in (``decision_key`` gives its
+#: key): the core counts a recalled decision there and builds no event
+#: (metrics are the only observer of a match or an unpinned host).
+tally = METRICS.tally
+__all__ = ["VerificationEvent", "decision_key", "emit", "store_error", "tally"]
 _VIOLATIONS = frozenset((Status.MISMATCH, Status.REPORT_ONLY))
 
 

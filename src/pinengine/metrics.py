@@ -218,8 +218,9 @@ class Metrics:
         #: Count one ``VerificationEvent`` (status, the kind of match, latency);
         #: ``count_decision(key, seconds)`` counts a decision whose key
         #: (``decision_key``) the caller already holds.
-        #: ``count_decisions(keys, seconds)`` counts a batch's decisions at once.
-        self.record, self.count_decision, self.count_decisions = self._make_record()
+        self.record, self.count_decision = self._make_record()
+        # Tallies of remembered decisions (see ``tally``), by (core's Tally class, key).
+        self._tallies: dict[tuple[type, tuple[str, ...]], Any] = {}
 
     # -- recording (hot path) ---------------------------------------------------
 
@@ -257,34 +258,50 @@ class Metrics:
 
     def _cell(self, shard: _Shard, key: tuple[str, ...]) -> list[int]:
         # A key this thread has not counted before (rare): enforce the series cap.
-        series = (key[0], key[1])
         with self._lock:
-            if series not in self._series:
-                if len(self._series) >= self.max_series and key[0]:
-                    # Over the cap: count under "_other" of the entry, and once
-                    # max_series entries have one, under ("_other", "_other"):
-                    # a policy of more entries than the cap stays bounded too.
-                    # (Keys over the cap always take this path.)
-                    series = (_OTHER_HOST, key[1])
-                    if series not in self._series:
-                        if self._other_series >= self.max_series:
-                            series = (_OTHER_HOST, _OTHER_HOST)
-                        else:
-                            self._other_series += 1
-                    key = series + key[2:]
-                self._series.add(series)
+            key = self._admit(key)
         cell = shard.cells.get(key)
         if cell is None:
             cell = shard.cells[key] = [0]
         return cell
 
-    def _make_record(
-        self,
-    ) -> tuple[
-        Callable[[Any], None],
-        Callable[[tuple[str, ...], float], None],
-        Callable[[Sequence[tuple[str, ...]], float], None],
-    ]:
+    def tally(self, key: tuple[str, ...]) -> Any:
+        """The core's ``Tally`` for decisions counted under ``key`` (see ``decision_key``).
+
+        A policy keeps it with a remembered outcome, and the compiled core
+        counts each recalled decision and its latency there, with no Python
+        call per decision. One tally per key and core, kept for the life of
+        the metrics (as bounded as the series); read with the shards.
+        """
+        from ._backend import core
+
+        with self._lock:
+            key = self._admit(key)
+            tally = self._tallies.get((core.Tally, key))
+            if tally is None:
+                tally = self._tallies[(core.Tally, key)] = core.Tally(self._bounds)
+        return tally
+
+    def _admit(self, key: tuple[str, ...]) -> tuple[str, ...]:
+        # With the lock held: the key to count under, its series admitted within the cap.
+        series = (key[0], key[1])
+        if series not in self._series:
+            if len(self._series) >= self.max_series and key[0]:
+                # Over the cap: count under "_other" of the entry, and once
+                # max_series entries have one, under ("_other", "_other"):
+                # a policy of more entries than the cap stays bounded too.
+                # (Keys over the cap always take this path.)
+                series = (_OTHER_HOST, key[1])
+                if series not in self._series:
+                    if self._other_series >= self.max_series:
+                        series = (_OTHER_HOST, _OTHER_HOST)
+                    else:
+                        self._other_series += 1
+                key = series + key[2:]
+            self._series.add(series)
+        return key
+
+    def _make_record(self) -> tuple[Callable[[Any], None], Callable[[tuple[str, ...], float], None]]:
         # The per-decision path, as closures over what they need (no attribute
         # lookups on self): a few hundred nanoseconds, no lock.
         local = self._local
@@ -308,28 +325,11 @@ class Metrics:
             if len(latencies) >= batch:
                 shard.fold_latencies(bounds)
 
-        def count_decisions(keys: Sequence[tuple[str, ...]], seconds: float) -> None:
-            """Count one decision under each of ``keys``, all made ``seconds`` after their batch began."""
-            try:
-                shard = local.shard
-            except AttributeError:
-                shard = new_shard()
-            cells = shard.cells
-            for key in keys:
-                cell = cells.get(key)
-                if cell is None:
-                    cell = new_cell(shard, key)
-                cell[0] += 1
-            # The same latency for all: straight into its bucket, not one list item each.
-            buckets = shard.buckets
-            buckets[_bisect_left(bounds, seconds)] += len(keys)
-            buckets[-1] += seconds * len(keys)
-
         def record(event: Any) -> None:
             """Count one ``VerificationEvent`` (status, the kind of match, latency)."""
             count_decision(decision_key(event.hostname, event.entry, event.status, event.matches), event.seconds)
 
-        return record, count_decision, count_decisions
+        return record, count_decision
 
     def _count(self, host: str, entry: Any, counter: str, n: int = 1) -> None:
         key = (host or "", _entry_name(entry), counter)
@@ -367,6 +367,11 @@ class Metrics:
             self._retired = _Shard(len(self._bounds) + 1, None)
             self._series = set()
             self._other_series = 0
+            # Policies keep their tallies: zero them, and keep their series admitted.
+            for _, key in self._tallies:
+                self._admit(key)
+            for tally in self._tallies.values():
+                tally.clear()
 
     # -- reading ----------------------------------------------------------------
 
@@ -378,6 +383,14 @@ class Metrics:
         with self._lock:
             self._fold_dead()
             shards = [self._retired, *self._shards]
+            tallies = list(self._tallies.items())
+        for (_, key), tally in tallies:
+            count, counted, total = tally.read()
+            if count:
+                cells[key] = cells.get(key, 0) + count
+                for i, n in enumerate(counted):
+                    buckets[i] += n
+                seconds += total
         for shard in shards:
             # dict() and list() of these plain containers are atomic: the
             # owning thread may be adding keys meanwhile.

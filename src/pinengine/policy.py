@@ -34,8 +34,6 @@ from ._entries import POSITIONS as POSITIONS
 from ._entries import REPORT_ONLY as REPORT_ONLY
 from ._errors import CertificateParseError, HostnameError, PinMismatchError, PolicyError
 from ._hostnames import normalize_hostname
-from ._observe import count_decision as _count_decision
-from ._observe import count_decisions as _count_decisions
 from ._schema import MAX_TTL as MAX_TTL
 from ._schema import PathLike, _check_ttl
 from ._types import POS_ANY, Status
@@ -66,8 +64,9 @@ _perf_counter = time.perf_counter
 # A decision plan: (normal name, entry or None, PinSet, outcomes or None), where
 # outcomes maps the core's code of a match (``outcome_code``: the verified
 # flag, the chain length and every match, exactly; ext/CORE_SPEC.md 2.2) to
-# (result, metrics key). The core reads plans in this shape (``recall_outcomes``).
-_Plan = tuple[str, "DomainEntry | None", Any, "dict[int, tuple[VerificationResult, tuple[str, ...]]] | None"]
+# (result, the metrics Tally of its key). The core reads plans in this shape
+# (``recall_outcomes``) and counts what it recalls in the Tally.
+_Plan = tuple[str, "DomainEntry | None", Any, "dict[int, tuple[VerificationResult, Any]] | None"]
 
 
 def _as_list(chain: Sequence[bytes] | None) -> Sequence[bytes] | None:
@@ -92,7 +91,8 @@ def _remember_outcome(plan: _Plan, chain: Sequence[bytes], verified: bool, resul
     except CertificateParseError:  # (a list chain changed since it was matched: nothing to remember)
         return
     if code >= 0:
-        outcomes[code] = (result, _observe.decision_key(result.hostname, result.entry, result.status, result.matches))
+        key = _observe.decision_key(result.hostname, result.entry, result.status, result.matches)
+        outcomes[code] = (result, _observe.tally(key))
 
 
 # -- host names ----------------------------------------------------------------
@@ -401,19 +401,16 @@ class PinPolicy(DynamicPins):
         and unpinned hosts included), and CertificateParseError when a
         certificate is malformed (fail closed).
         """
-        started = _perf_counter()
         if now is None:
             # The common case, decided in the core: a host this policy decided
             # on before, matched the same way. The result is immutable and was
-            # built then; only the metrics count it (no event is built: nothing
-            # else observes a match or an unpinned host).
+            # built then; the core counts it in the outcome's metrics Tally (no
+            # event is built: nothing else observes a match or an unpinned host).
             known = recall_outcome(self._plans, hostname, chain, verified, self.hpkp)
             if known is not None:
-                try:
-                    _count_decision(known[1], _perf_counter() - started)
-                except Exception:  # pragma: no cover - counting must never break verification
-                    pass
-                return known[0]  # type: ignore[no-any-return]
+                return known  # type: ignore[no-any-return]
+        # (The latency of a decision made here starts after the core's look.)
+        started = _perf_counter()
         plan = self._plan_for(hostname, now)
         name, entry, pinset, _ = plan
         try:
@@ -474,15 +471,11 @@ class PinPolicy(DynamicPins):
         """
         started = _perf_counter()
         # The items the core can decide from remembered outcomes, with the GIL
-        # released while it matches; the rest ("misses": new hosts and
-        # outcomes, violations, dynamic entries, now=) are decided here, in order.
+        # released while it matches, counted in their metrics Tallies; the rest
+        # ("misses": new hosts and outcomes, violations, dynamic entries,
+        # now=) are decided here, in order.
         items = list(items)  # ours: read twice below, whatever the caller does to theirs meanwhile
-        results, keys, misses = recall_outcomes(items, self._plans if now is None else {}, verified, self.hpkp)
-        if keys:
-            try:
-                _count_decisions(keys, _perf_counter() - started)
-            except Exception:  # pragma: no cover - counting must never break verification
-                pass
+        results, misses = recall_outcomes(items, self._plans if now is None else {}, verified, self.hpkp)
         if not misses:
             return results
         jobs: list[tuple[Sequence[bytes], Any]] = []
