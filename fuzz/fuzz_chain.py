@@ -33,6 +33,7 @@ from common import Finding, cores, describe, exact_buffer, instrument_if_main, o
 instrument_if_main(__name__, ())  # the compiled core has native coverage
 
 from pinengine._errors import CertificateParseError  # noqa: E402
+from pinengine._types import outcome_code_of  # noqa: E402
 
 C, P = cores()
 KIND_SPKI, KIND_CERT = 0, 1
@@ -184,16 +185,20 @@ def check_codes(data: bytes, certs: list[bytes], c_chain: list[Any], c_pins: Any
         _, code = outcome(core.outcome_code, chain, pinset, verified, refusals=(CertificateParseError,))
         codes.append(_normal(code) if isinstance(code, CertificateParseError) else code)
     want = whole if whole[0] == "refused" else expected_code(verified, len(certs), whole[1])
+    if whole[0] == "ok" and outcome_code_of(whole[1], len(certs), verified) != want:
+        raise Finding(describe("outcome_code_of (what policies remember under) vs definition", data,
+                               outcome_code_of(whole[1], len(certs), verified), want))
     if codes != [want, want]:
         raise Finding(describe("outcome_code (compiled, python) vs definition", data, codes, want))
     if not isinstance(want, int) or want < 0:
         return
     hit = object()
     for core, chain, pinset in ((C, c_chain, c_pins), (P, certs, p_pins)):
-        plans = {"h": ("h", "entry", pinset, {want: (hit, "key"), want ^ 1: (None, "other")})}
+        tally = core.Tally(())
+        plans = {"h": ("h", "entry", pinset, {want: (hit, tally), want ^ 1: (None, core.Tally(()))})}
         got = core.recall_outcomes([("h", chain)], plans, verified)
-        if got != ([hit], ["key"], []):
-            raise Finding(describe(f"recall_outcomes ({core.BACKEND})", data, got, ([hit], ["key"], [])))
+        if got != ([hit], []) or tally.read()[0] != 1:
+            raise Finding(describe(f"recall_outcomes ({core.BACKEND})", data, (got, tally.read()), ([hit], [])))
 
 
 if __name__ == "__main__":

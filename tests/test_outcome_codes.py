@@ -21,6 +21,7 @@ import pytest
 import pinengine
 from pinengine import Pin, PinPolicy
 from pinengine._errors import CertificateParseError
+from pinengine._types import outcome_code_of
 from pinengine.metrics import Metrics
 from tests.certs import cached_chain, certifi_ders
 
@@ -71,6 +72,8 @@ def test_codes_follow_their_definition_and_name_one_outcome_each(core: ModuleTyp
         pairs = core.match_chain(chain, pinset, True)
         code = core.outcome_code(chain, pinset, verified)
         assert code == expected_code(verified, len(chain), pairs), (verified, len(chain), pairs)
+        # What the policy remembers a decision under (pinengine._types) is the core's code.
+        assert outcome_code_of(pairs, len(chain), verified) == code
         if code < 0:
             uncoded += 1
             continue

@@ -36,6 +36,7 @@ from ._types import (
 )
 from ._types import DIGEST_SIZES as _DIGEST_SIZES
 from ._types import build_certificate_info as _build_certificate_info
+from ._types import outcome_code_of as _outcome_code_of
 
 __all__ = [
     "ALGORITHMS",
@@ -726,29 +727,14 @@ def match_chains(
 
 
 # -- remembered outcomes (CORE_SPEC section 2.2) ------------------------------
-# The same codes as the compiled core's, field for field.
-_CODE_MAX_CERTS = 64
-_CODE_MAX_MATCHES = 5
-_CODE_MAX_I = 8
-_CODE_MAX_J = 64
-
-
-def _outcome_code(pairs: List[Tuple[int, int]], ncerts: int, verified: bool) -> int:
-    if ncerts >= _CODE_MAX_CERTS or len(pairs) > _CODE_MAX_MATCHES:
-        return -1
-    code = (1 if verified else 0) | (ncerts << 1) | (len(pairs) << 7)
-    for k, (i, j) in enumerate(pairs):
-        if i >= _CODE_MAX_I or j >= _CODE_MAX_J:
-            return -1
-        code |= ((i << 6) | j) << (10 + 9 * k)
-    return code
+# The same codes as the compiled core's, field for field (pinengine._types).
 
 
 def outcome_code(chain: Sequence[Any], pinset: PinSet, verified: bool = True) -> int:
     """The code of how ``chain`` matches ``pinset`` (every certificate matched, as
     ``match_chain(..., True)``), or -1 when the outcome has none; raises as match_chain."""
     certs = _chain_buffers(chain)
-    return _outcome_code(match_chain(certs, pinset, True), len(certs), bool(verified))
+    return _outcome_code_of(match_chain(certs, pinset, True), len(certs), bool(verified))
 
 
 def _plan_of(plans: dict[Any, Any], host: object, skip_unpinned: bool) -> Any:
@@ -818,7 +804,7 @@ def _recalled(plan: Any, chain: Any, verified: bool, started: int) -> Any:
     """The remembered result of one planned item (counted in its Tally), or None."""
     try:
         certs = _chain_buffers(chain)
-        code = _outcome_code(_match(certs, plan[2]._pins, True), len(certs), verified)
+        code = _outcome_code_of(_match(certs, plan[2]._pins, True), len(certs), verified)
     except CertificateParseError:
         return None
     known = plan[3].get(code) if code >= 0 else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 from dataclasses import dataclass
+from typing import Sequence
 
 KIND_SPKI = 0
 KIND_CERT = 1
@@ -44,6 +45,23 @@ class Status(str, enum.Enum):
 
     def __repr__(self) -> str:
         return str.__repr__(self)
+
+
+def outcome_code_of(pairs: Sequence[tuple[int, int]], ncerts: int, verified: bool) -> int:
+    """The code of an outcome (ext/CORE_SPEC.md 2.2): ``verified`` (1 bit), ``ncerts`` (6), the
+    number of pairs (3), then ``(i << 6) | j`` (9 bits) for each pair; -1 when a value does not fit.
+
+    The compiled core computes the same codes in C (``outcome_code``); the
+    twin and the policy compute them here.
+    """
+    if ncerts >= 64 or len(pairs) > 5:
+        return -1
+    code = (1 if verified else 0) | (ncerts << 1) | (len(pairs) << 7)
+    for k, (i, j) in enumerate(pairs):
+        if i >= 8 or j >= 64:
+            return -1
+        code |= ((i << 6) | j) << (10 + 9 * k)
+    return code
 
 
 def chain_role(index: int, length: int) -> str:

@@ -20,7 +20,6 @@ from ._backend import (
     cert_digest,
     match_chain,
     match_chains,
-    outcome_code,
     parse_certificate,
     recall_outcome,
     recall_outcomes,
@@ -36,7 +35,7 @@ from ._errors import CertificateParseError, HostnameError, PinMismatchError, Pol
 from ._hostnames import normalize_hostname
 from ._schema import MAX_TTL as MAX_TTL
 from ._schema import PathLike, _check_ttl
-from ._types import POS_ANY, Status
+from ._types import POS_ANY, Status, outcome_code_of
 from ._types import chain_role as _role
 from .pins import SPKI, Pin
 
@@ -74,22 +73,24 @@ def _as_list(chain: Sequence[bytes] | None) -> Sequence[bytes] | None:
     return chain if chain is None or isinstance(chain, (list, tuple)) else list(chain)
 
 
-def _remember_outcome(plan: _Plan, chain: Sequence[bytes], verified: bool, result: VerificationResult) -> None:
+def _remember_outcome(
+    plan: _Plan, pairs: Sequence[tuple[int, int]], ncerts: int, verified: bool, result: VerificationResult
+) -> None:
     """Keep ``result`` in ``plan`` for the next chain that matches the same way, if nothing but the match decided it.
 
     A match or an unpinned name with no blocked key: a refusal or a
     report-only violation is built anew each time, with its own message and
-    report. The key is the core's code of how ``chain`` matches this plan's
-    own pin set (computed here, not taken from an earlier look that may have
-    used another plan for the name).
+    report. The key is the code of the very ``pairs`` (this plan's own pin
+    set), chain length and ``verified`` the result was decided on, never of
+    another read of the chain: a chain that reads differently the next time
+    (a list another thread rewrites, a sequence of the caller's) must not
+    have one read's decision remembered under another read's outcome
+    (tests/security/test_rt_recall.py).
     """
     outcomes = plan[3]
     if outcomes is None or result.status not in _CACHEABLE or result.blocked or len(outcomes) >= _OUTCOMES_PER_PLAN:
         return
-    try:
-        code = outcome_code(chain, plan[2], verified)
-    except CertificateParseError:  # (a list chain changed since it was matched: nothing to remember)
-        return
+    code = outcome_code_of(pairs, ncerts, verified)
     if code >= 0:
         key = _observe.decision_key(result.hostname, result.entry, result.status, result.matches)
         outcomes[code] = (result, _observe.tally(key))
@@ -411,17 +412,19 @@ class PinPolicy(DynamicPins):
                 return known  # type: ignore[no-any-return]
         # (The latency of a decision made here starts after the core's look.)
         started = _perf_counter()
+        verified = bool(verified)  # read once: the decision and the code it is remembered under agree
         plan = self._plan_for(hostname, now)
         name, entry, pinset, _ = plan
         try:
             # Match over the whole chain: blocked keys are refused wherever they
             # stand; positive matches are cut to the leaf when unverified.
             pairs = match_chain(chain, pinset, True)
+            ncerts = len(chain)
         except CertificateParseError as exc:
             self._emit_error(name, entry, chain, verified, port, served_chain, started, exc)
             raise
         result = self._decide(name, entry, chain, pairs, verified, now)
-        _remember_outcome(plan, chain, verified, result)
+        _remember_outcome(plan, pairs, ncerts, verified, result)
         return self._finish(result, chain, port, served_chain, started)
 
     def _plan_for(self, hostname: str, now: _dt.datetime | None) -> _Plan:
@@ -475,6 +478,7 @@ class PinPolicy(DynamicPins):
         # ("misses": new hosts and outcomes, violations, dynamic entries,
         # now=) are decided here, in order.
         items = list(items)  # ours: read twice below, whatever the caller does to theirs meanwhile
+        verified = bool(verified)  # read once (see verify)
         results, misses = recall_outcomes(items, self._plans if now is None else {}, verified, self.hpkp)
         if not misses:
             return results
@@ -498,7 +502,7 @@ class PinPolicy(DynamicPins):
                 continue
             try:
                 result = self._decide(name, entry, chain, pairs, verified, now)
-                _remember_outcome(plan, chain, verified, result)
+                _remember_outcome(plan, pairs, len(chain), verified, result)
                 results[index] = self._finish(result, chain, None, None, started)
             except PinMismatchError as exc:
                 results[index] = exc
