@@ -244,3 +244,10 @@ def test_a_tally_refuses_what_it_cannot_count(core: ModuleType) -> None:
     assert count == 4 and buckets == [2, 0, 2] and seconds == pytest.approx(2e6)
     tally.clear()
     assert tally.read() == (0, [0, 0, 0], 0.0)
+    # More buckets than a Tally holds in itself, and bounds given as ints.
+    many = core.Tally(range(1, 41))
+    for seconds in (0.5, 1, 1.5, 40, 41):
+        many.add(seconds)
+    count, buckets, _ = many.read()
+    assert count == 5 and len(buckets) == 41 and buckets[0] == 2 and buckets[1] == 1 and buckets[39] == 1
+    assert buckets[40] == 1

@@ -26,6 +26,8 @@ from cpython.list cimport PyList_New, PyList_SET_ITEM, PyList_GET_ITEM, PyList_G
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawRealloc, PyMem_RawFree
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.float cimport PyFloat_AS_DOUBLE
+cimport cython
 
 from pinengine._errors import CertificateParseError
 from pinengine._errors import der_input_error as _der_input_error
@@ -985,11 +987,16 @@ def match_chains(jobs, bint verified=True):
 
 # ---------------------------------------------------------------- tallies
 
+cdef enum:
+    _TALLY_INLINE = 16  # buckets held in a Tally itself: the default 15 bounds and the one above
+
+
 cdef extern from "pe_tally.h":
     void pe_tally_add(uint64_t *p, uint64_t v) noexcept nogil
     uint64_t pe_now_ns() noexcept nogil
 
 
+@cython.no_gc  # its one object field is a tuple of floats: no cycle can go through it
 cdef class Tally:
     """The count of one metrics key's remembered decisions, and their latencies.
 
@@ -997,29 +1004,37 @@ cdef class Tally:
     latency buckets, one more bucket holding what is above the last.
     ``recall_outcome(s)`` add to it in C; ``read()`` gives ``(count, buckets,
     seconds)``, the buckets not cumulative and the seconds their sum.
+
+    A metrics registry holds one per key (tens of thousands in a large
+    policy), so it is small: a tuple of floats passed as bounds is kept, not
+    copied (one for all the tallies of a registry), and up to
+    _TALLY_INLINE buckets live in the object itself.
     """
 
     cdef uint64_t count
     cdef uint64_t nanos
     cdef uint64_t *buckets
-    cdef double *bounds
+    cdef uint64_t inline_buckets[_TALLY_INLINE]
+    cdef tuple bounds
     cdef Py_ssize_t nbounds
 
     def __cinit__(self, bounds):
-        cdef Py_ssize_t i
-        values = [float(b) for b in bounds]
-        if values != sorted(values):
+        if type(bounds) is not tuple or not all(type(b) is float for b in bounds):
+            bounds = tuple([float(b) for b in bounds])
+        if list(bounds) != sorted(bounds):
             raise ValueError("bounds must be ascending")
-        self.nbounds = len(values)
-        self.bounds = <double *>_alloc_array(self.nbounds, sizeof(double))
-        self.buckets = <uint64_t *>_alloc_array(self.nbounds + 1, sizeof(uint64_t))
-        for i in range(self.nbounds):
-            self.bounds[i] = values[i]
+        self.bounds = bounds
+        self.nbounds = len(bounds)
+        if self.nbounds + 1 <= _TALLY_INLINE:
+            self.buckets = self.inline_buckets
+        else:
+            self.buckets = <uint64_t *>_alloc_array(self.nbounds + 1, sizeof(uint64_t))
         memset(self.buckets, 0, <size_t>(self.nbounds + 1) * sizeof(uint64_t))
 
     def __dealloc__(self):
-        PyMem_RawFree(self.bounds)
-        PyMem_RawFree(self.buckets)
+        if self.buckets != self.inline_buckets:
+            PyMem_RawFree(self.buckets)
+        self.buckets = NULL
 
     def add(self, double seconds, Py_ssize_t n=1):
         """Count n decisions that took ``seconds`` each."""
@@ -1052,7 +1067,7 @@ cdef inline void _tally(Tally t, double seconds, uint64_t n) noexcept:
         seconds = 0.0
     elif seconds > 1e6:  # (no overflow of the nanosecond sum)
         seconds = 1e6
-    while i < t.nbounds and seconds > t.bounds[i]:
+    while i < t.nbounds and seconds > PyFloat_AS_DOUBLE(<object>PyTuple_GET_ITEM(t.bounds, i)):
         i += 1
     pe_tally_add(&t.count, n)
     pe_tally_add(&t.buckets[i], n)

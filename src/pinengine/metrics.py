@@ -219,8 +219,8 @@ class Metrics:
         #: ``count_decision(key, seconds)`` counts a decision whose key
         #: (``decision_key``) the caller already holds.
         self.record, self.count_decision = self._make_record()
-        # Tallies of remembered decisions (see ``tally``), by (core's Tally class, key).
-        self._tallies: dict[tuple[type, tuple[str, ...]], Any] = {}
+        # Tallies of remembered decisions (see ``tally``): per core's Tally class, by key.
+        self._tallies: dict[type, dict[tuple[str, ...], Any]] = {}
 
     # -- recording (hot path) ---------------------------------------------------
 
@@ -277,9 +277,10 @@ class Metrics:
 
         with self._lock:
             key = self._admit(key)
-            tally = self._tallies.get((core.Tally, key))
+            tallies = self._tallies.setdefault(core.Tally, {})
+            tally = tallies.get(key)
             if tally is None:
-                tally = self._tallies[(core.Tally, key)] = core.Tally(self._bounds)
+                tally = tallies[key] = core.Tally(self._bounds)
         return tally
 
     def _admit(self, key: tuple[str, ...]) -> tuple[str, ...]:
@@ -368,10 +369,10 @@ class Metrics:
             self._series = set()
             self._other_series = 0
             # Policies keep their tallies: zero them, and keep their series admitted.
-            for _, key in self._tallies:
-                self._admit(key)
-            for tally in self._tallies.values():
-                tally.clear()
+            for tallies in self._tallies.values():
+                for key, tally in tallies.items():
+                    self._admit(key)
+                    tally.clear()
 
     # -- reading ----------------------------------------------------------------
 
@@ -383,8 +384,8 @@ class Metrics:
         with self._lock:
             self._fold_dead()
             shards = [self._retired, *self._shards]
-            tallies = list(self._tallies.items())
-        for (_, key), tally in tallies:
+            tallies = [item for of_core in self._tallies.values() for item in of_core.items()]
+        for key, tally in tallies:
             count, counted, total = tally.read()
             if count:
                 cells[key] = cells.get(key, 0) + count
