@@ -38,10 +38,7 @@ _CHAIN_CACHE_SIZE = 1024
 
 def _ders(certs: Sequence[Any] | None) -> list[bytes]:
     """DER bytes of what get_(un)verified_chain returned (bytes on 3.13+, _ssl.Certificate before)."""
-    out: list[bytes] = []
-    for cert in certs or ():
-        out.append(cert if isinstance(cert, bytes) else cert.public_bytes(_ENCODING_DER))
-    return out
+    return [cert if type(cert) is bytes else cert.public_bytes(_ENCODING_DER) for cert in certs or ()]
 
 
 # The ssl module's own ``session`` properties, which the pinned classes wrap.
@@ -49,9 +46,13 @@ _SOCKET_SESSION = cast(property, vars(_ssl.SSLSocket)["session"])
 _OBJECT_SESSION = cast(property, vars(_ssl.SSLObject)["session"])
 
 
+# The public get_verified_chain / get_unverified_chain (3.13+); before, the ssl object's private ones.
+_PUBLIC_CHAINS = sys.version_info >= (3, 13)
+
+
 def _chains_of(conn: Any) -> Any:
     """What answers get_verified_chain / get_unverified_chain: the connection on 3.13+, its ssl object before."""
-    if sys.version_info >= (3, 13):
+    if _PUBLIC_CHAINS:
         return conn
     inner = getattr(conn, "_sslobj", None)
     if inner is None or not hasattr(inner, "get_verified_chain"):
