@@ -1135,56 +1135,60 @@ def outcome_code(chain, PinSet pinset not None, bint verified=True):
         _release_setup(&s)
 
 
-cdef extern from "Python.h":
-    PyObject *_dict_get "PyDict_GetItemWithError"(object d, object key) except? NULL
+cdef extern from "pe_dict.h":
+    PyObject *pe_dict_get_ref(object d, object key) except? NULL
 
 
-cdef inline PyObject *_plan_of(dict plans, object host, bint skip_unpinned) except? NULL:
-    """The plan (borrowed) of host when its outcomes are remembered, else NULL."""
-    cdef PyObject *plan
+cdef inline object _dict_get(object d, object key):
+    """d[key] as a strong reference, or None when absent (see pe_dict.h)."""
+    cdef PyObject *p = pe_dict_get_ref(d, key)
+    if p == NULL:
+        return None
+    value = <object>p  # one more reference: drop the lookup's own
+    Py_DECREF(value)
+    return value
+
+
+cdef inline object _plan_of(dict plans, object host, bint skip_unpinned):
+    """The plan of host when its outcomes are remembered, else None."""
     if type(host) is not str:
-        return NULL
+        return None
     plan = _dict_get(plans, host)
-    if plan == NULL:
-        return NULL
-    if type(<object>plan) is not tuple or PyTuple_GET_SIZE(<object>plan) != 4:
-        return NULL
-    if type(<object>PyTuple_GET_ITEM(<object>plan, 3)) is not dict:
-        return NULL  # outcomes not remembered for this host
-    if not isinstance(<object>PyTuple_GET_ITEM(<object>plan, 2), PinSet):
-        return NULL
-    if skip_unpinned and <object>PyTuple_GET_ITEM(<object>plan, 1) is None:
-        return NULL
+    if type(plan) is not tuple or PyTuple_GET_SIZE(plan) != 4:
+        return None
+    if type(<object>PyTuple_GET_ITEM(plan, 3)) is not dict:
+        return None  # outcomes not remembered for this host
+    if not isinstance(<object>PyTuple_GET_ITEM(plan, 2), PinSet):
+        return None
+    if skip_unpinned and <object>PyTuple_GET_ITEM(plan, 1) is None:
+        return None
     return plan
 
 
 cdef inline object _recalled(object plan, long long code, double seconds):
     """The remembered result of plan for code, counted in its Tally as taking seconds; or None."""
-    cdef PyObject *known
     if code < 0:
         return None
     known = _dict_get(<object>PyTuple_GET_ITEM(plan, 3), code)
-    if known == NULL or type(<object>known) is not tuple or PyTuple_GET_SIZE(<object>known) != 2:
+    if type(known) is not tuple or PyTuple_GET_SIZE(known) != 2:
         return None
-    tally = <object>PyTuple_GET_ITEM(<object>known, 1)
+    tally = <object>PyTuple_GET_ITEM(known, 1)
     if type(tally) is not Tally:
         return None
     _tally(<Tally>tally, seconds, 1)
-    return <object>PyTuple_GET_ITEM(<object>known, 0)
+    return <object>PyTuple_GET_ITEM(known, 0)
 
 
 def recall_outcome(dict plans not None, host, chain, bint verified=True, bint skip_unpinned=False):
     """recall_outcomes for one item: the remembered result of host for chain (counted), or None."""
-    cdef PyObject *plan
     cdef pe_setup s
     cdef pe_matches m
     cdef pe_job job
     cdef uint64_t started = pe_now_ns()
     cdef long long code
-    plan = _plan_of(plans, host, skip_unpinned)
-    if plan == NULL:
+    held = _plan_of(plans, host, skip_unpinned)  # ours until we return, whatever happens to plans
+    if held is None:
         return None
-    held = <object>plan  # ours until we return, whatever happens to plans
     memset(&s, 0, sizeof(s))
     memset(&m, 0, sizeof(m))
     memset(&job, 0, sizeof(job))
@@ -1245,10 +1249,12 @@ def recall_outcomes(items, dict plans not None, bint verified=True, bint skip_un
                 if type(item) is not tuple or PyTuple_GET_SIZE(item) != 2:
                     planned[k] = NULL
                     continue
-                planned[k] = _plan_of(plans, <object>PyTuple_GET_ITEM(item, 0), skip_unpinned)
-                if planned[k] == NULL:
+                plan = _plan_of(plans, <object>PyTuple_GET_ITEM(item, 0), skip_unpinned)
+                if plan is None:
+                    planned[k] = NULL
                     continue
-                _keep(&s, <object>planned[k])
+                _keep(&s, plan)  # held until the end of the turn, whatever happens to plans
+                planned[k] = <PyObject *>plan
                 work[k].first = s.nrefs
                 work[k].ncerts = _add_chain(&s, <object>PyTuple_GET_ITEM(item, 1), True, base + k)
                 work[k].pins = (<PinSet>PyTuple_GET_ITEM(<object>planned[k], 2)).pins
