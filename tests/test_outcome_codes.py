@@ -235,17 +235,19 @@ def test_recalled_decisions_are_counted_as_decisions_made_in_python(core: Module
 def test_a_tally_refuses_what_it_cannot_count(core: ModuleType) -> None:
     with pytest.raises(ValueError):
         core.Tally((1.0, 0.5))
+    with pytest.raises(TypeError):
+        core.Tally((1, 2))
+    with pytest.raises(TypeError):
+        core.Tally([1.0, 2.0])
     tally = core.Tally((0.001, 0.01))
-    with pytest.raises(ValueError):
-        tally.add(0.1, -1)
     for odd in (float("nan"), float("inf"), -1.0, 1e300):
         tally.add(odd)
     count, buckets, seconds = tally.read()
     assert count == 4 and buckets == [2, 0, 2] and seconds == pytest.approx(2e6)
     tally.clear()
     assert tally.read() == (0, [0, 0, 0], 0.0)
-    # More buckets than a Tally holds in itself, and bounds given as ints.
-    many = core.Tally(range(1, 41))
+    # More buckets than a Tally holds in itself.
+    many = core.Tally(tuple(float(b) for b in range(1, 41)))
     for seconds in (0.5, 1, 1.5, 40, 41):
         many.add(seconds)
     count, buckets, _ = many.read()

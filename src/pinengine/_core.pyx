@@ -1000,14 +1000,15 @@ cdef extern from "pe_tally.h":
 cdef class Tally:
     """The count of one metrics key's remembered decisions, and their latencies.
 
-    ``Tally(bounds)``: bounds the ascending upper bounds (seconds) of the
-    latency buckets, one more bucket holding what is above the last.
+    ``Tally(bounds)``: bounds a tuple of floats, the ascending upper bounds
+    (seconds) of the latency buckets, one more bucket holding what is above
+    the last.
     ``recall_outcome(s)`` add to it in C; ``read()`` gives ``(count, buckets,
     seconds)``, the buckets not cumulative and the seconds their sum.
 
     A metrics registry holds one per key (tens of thousands in a large
-    policy), so it is small: a tuple of floats passed as bounds is kept, not
-    copied (one for all the tallies of a registry), and up to
+    policy), so it is small: the bounds tuple is kept, not copied (one for
+    all the tallies of a registry), and up to
     _TALLY_INLINE buckets live in the object itself.
     """
 
@@ -1018,11 +1019,15 @@ cdef class Tally:
     cdef tuple bounds
     cdef Py_ssize_t nbounds
 
-    def __cinit__(self, bounds):
-        if type(bounds) is not tuple or not all(type(b) is float for b in bounds):
-            bounds = tuple([float(b) for b in bounds])
-        if list(bounds) != sorted(bounds):
-            raise ValueError("bounds must be ascending")
+    def __cinit__(self, tuple bounds not None):
+        cdef Py_ssize_t i
+        for i in range(PyTuple_GET_SIZE(bounds)):
+            if type(<object>PyTuple_GET_ITEM(bounds, i)) is not float:
+                raise TypeError("bounds must be a tuple of floats")
+            if i > 0 and PyFloat_AS_DOUBLE(<object>PyTuple_GET_ITEM(bounds, i)) < PyFloat_AS_DOUBLE(
+                <object>PyTuple_GET_ITEM(bounds, i - 1)
+            ):
+                raise ValueError("bounds must be ascending")
         self.bounds = bounds
         self.nbounds = len(bounds)
         if self.nbounds + 1 <= _TALLY_INLINE:
@@ -1036,11 +1041,9 @@ cdef class Tally:
             PyMem_RawFree(self.buckets)
         self.buckets = NULL
 
-    def add(self, double seconds, Py_ssize_t n=1):
-        """Count n decisions that took ``seconds`` each."""
-        if not 0 <= n <= 1 << 20:
-            raise ValueError(f"n must be in 0..{1 << 20}, not {n}")
-        _tally(self, seconds, <uint64_t>n)
+    def add(self, double seconds):
+        """Count a decision that took ``seconds``."""
+        _tally(self, seconds)
 
     def read(self):
         """``(count, buckets, seconds)``: what was counted since it was made or cleared."""
@@ -1060,7 +1063,7 @@ cdef class Tally:
         return f"<pinengine._core.Tally of {self.count} decisions>"
 
 
-cdef inline void _tally(Tally t, double seconds, uint64_t n) noexcept:
+cdef inline void _tally(Tally t, double seconds) noexcept:
     # The bucket is the first bound >= seconds (Prometheus "le"), else the last one.
     cdef Py_ssize_t i = 0
     if not (seconds >= 0.0):  # NaN, or a clock that went back
@@ -1069,9 +1072,9 @@ cdef inline void _tally(Tally t, double seconds, uint64_t n) noexcept:
         seconds = 1e6
     while i < t.nbounds and seconds > PyFloat_AS_DOUBLE(<object>PyTuple_GET_ITEM(t.bounds, i)):
         i += 1
-    pe_tally_add(&t.count, n)
-    pe_tally_add(&t.buckets[i], n)
-    pe_tally_add(&t.nanos, <uint64_t>(seconds * 1e9 + 0.5) * n)
+    pe_tally_add(&t.count, 1)
+    pe_tally_add(&t.buckets[i], 1)
+    pe_tally_add(&t.nanos, <uint64_t>(seconds * 1e9 + 0.5))
 
 
 # ---------------------------------------------------------------- remembered outcomes
@@ -1175,7 +1178,7 @@ cdef inline object _recalled(object plan, long long code, double seconds):
     tally = <object>PyTuple_GET_ITEM(known, 1)
     if type(tally) is not Tally:
         return None
-    _tally(<Tally>tally, seconds, 1)
+    _tally(<Tally>tally, seconds)
     return <object>PyTuple_GET_ITEM(known, 0)
 
 

@@ -755,34 +755,33 @@ def _plan_of(plans: dict[Any, Any], host: object, skip_unpinned: bool) -> Any:
 class Tally:
     """The count of one metrics key's remembered decisions, and their latencies.
 
-    ``Tally(bounds)``: the ascending upper bounds (seconds) of the latency
-    buckets, one more bucket holding what is above the last. ``read()``
-    gives ``(count, buckets, seconds)``, the buckets not cumulative.
+    ``Tally(bounds)``: a tuple of floats, the ascending upper bounds (seconds)
+    of the latency buckets, one more bucket holding what is above the last.
+    ``read()`` gives ``(count, buckets, seconds)``, the buckets not cumulative.
     """
 
-    def __init__(self, bounds: Sequence[float]) -> None:
-        values = [float(b) for b in bounds]
-        if values != sorted(values):
+    def __init__(self, bounds: Tuple[float, ...]) -> None:
+        if type(bounds) is not tuple or any(type(b) is not float for b in bounds):
+            raise TypeError("bounds must be a tuple of floats")
+        if list(bounds) != sorted(bounds):
             raise ValueError("bounds must be ascending")
-        self._bounds = tuple(values)
+        self._bounds = bounds
         self._lock = threading.Lock()  # (+= is not atomic between threads)
         self._count = 0
         self._nanos = 0
-        self._buckets = [0] * (len(values) + 1)
+        self._buckets = [0] * (len(bounds) + 1)
 
-    def add(self, seconds: float, n: int = 1) -> None:
-        """Count n decisions that took ``seconds`` each."""
-        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 1 << 20:
-            raise ValueError(f"n must be in 0..{1 << 20}, not {n!r}")
+    def add(self, seconds: float) -> None:
+        """Count a decision that took ``seconds``."""
         seconds = float(seconds)
         if not seconds >= 0.0:
             seconds = 0.0
         elif seconds > 1e6:
             seconds = 1e6
         with self._lock:
-            self._count += n
-            self._buckets[_bisect_left(self._bounds, seconds)] += n
-            self._nanos += int(seconds * 1e9 + 0.5) * n
+            self._count += 1
+            self._buckets[_bisect_left(self._bounds, seconds)] += 1
+            self._nanos += int(seconds * 1e9 + 0.5)
 
     def read(self) -> Tuple[int, List[int], float]:
         """``(count, buckets, seconds)``: what was counted since it was made or cleared."""

@@ -208,7 +208,7 @@ class Metrics:
 
     def __init__(self, *, max_series: int = 10_000, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
         self.max_series = max_series
-        self._bounds = tuple(buckets)
+        self._bounds = tuple(float(b) for b in buckets)
         self._lock = threading.Lock()  # the shard list and the set of known series
         self._local = threading.local()
         self._shards: list[_Shard] = []
