@@ -102,7 +102,6 @@ _REPORT_OUTCOMES = {"sent": "reports_sent", "failed": "reports_failed", "dropped
                     "suppressed": "reports_suppressed", "refused": "reports_refused"}
 _EVENT_COUNTERS = frozenset(("hpkp_headers_refused", "hpkp_notes_refused", "store_outage_passes"))
 _bisect_right = bisect.bisect_right
-_bisect_left = bisect.bisect_left
 _LATENCY_BATCH = 256
 
 _PROM_NAMES = {name: f"pinengine_{name}" for name in COUNTERS}
