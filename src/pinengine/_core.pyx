@@ -857,6 +857,23 @@ cdef void *_alloc_array(Py_ssize_t count, size_t size) except NULL:
     return p
 
 
+cdef int _match_one(pe_setup *s, pe_matches *m, pe_job *job, object chain, PinSet pinset, bint verified) except -1:
+    """Match one chain (held by the caller for the whole call) into job and m.
+
+    Raises CertificateParseError for an empty or malformed chain (and
+    whatever _add_chain / _job_result raise); the caller releases s and m.
+    """
+    job.ncerts = _add_chain(s, chain, True, -1)
+    if job.ncerts == 0:
+        raise CertificateParseError("empty chain")
+    job.pins = pinset.pins
+    job.npins = pinset.n
+    _run_job(job, s.refs, m, verified)
+    if job.status != _JOB_OK:
+        raise _job_result(job, m, False)
+    return 0
+
+
 def match_chain(chain, PinSet pinset not None, bint verified=True):
     """(i, j) for every considered certificate i of chain (leaf first) matching pin j of pinset."""
     cdef pe_setup s
@@ -866,17 +883,8 @@ def match_chain(chain, PinSet pinset not None, bint verified=True):
     memset(&m, 0, sizeof(m))
     memset(&job, 0, sizeof(job))
     try:
-        # chain is referenced by our caller's frame for the whole call
-        job.ncerts = _add_chain(&s, chain, True, -1)
-        if job.ncerts == 0:
-            raise CertificateParseError("empty chain")
-        job.pins = pinset.pins
-        job.npins = pinset.n
-        _run_job(&job, s.refs, &m, verified)
-        result = _job_result(&job, &m, False)
-        if job.status != _JOB_OK:
-            raise result
-        return result
+        _match_one(&s, &m, &job, chain, pinset, verified)
+        return _job_result(&job, &m, False)
     finally:
         PyMem_RawFree(m.pairs)
         _release_setup(&s)
@@ -1124,14 +1132,7 @@ def outcome_code(chain, PinSet pinset not None, bint verified=True):
     memset(&m, 0, sizeof(m))
     memset(&job, 0, sizeof(job))
     try:
-        job.ncerts = _add_chain(&s, chain, True, -1)
-        if job.ncerts == 0:
-            raise CertificateParseError("empty chain")
-        job.pins = pinset.pins
-        job.npins = pinset.n
-        _run_job(&job, s.refs, &m, True)
-        if job.status != _JOB_OK:
-            raise _job_result(&job, &m, False)
+        _match_one(&s, &m, &job, chain, pinset, True)
         return _outcome_code(&job, &m, verified)
     finally:
         PyMem_RawFree(m.pairs)
@@ -1196,10 +1197,10 @@ def recall_outcome(dict plans not None, host, chain, bint verified=True, bint sk
     memset(&m, 0, sizeof(m))
     memset(&job, 0, sizeof(job))
     try:
-        job.ncerts = _add_chain(&s, chain, True, -1)  # held by our caller's frame
-        job.pins = (<PinSet>PyTuple_GET_ITEM(held, 2)).pins
-        job.npins = (<PinSet>PyTuple_GET_ITEM(held, 2)).n
-        _run_job(&job, s.refs, &m, True)
+        try:
+            _match_one(&s, &m, &job, chain, <PinSet>PyTuple_GET_ITEM(held, 2), True)
+        except CertificateParseError:
+            return None  # decided (and reported) by the caller's own path
         code = _outcome_code(&job, &m, verified)
         return _recalled(held, code, (pe_now_ns() - started) / 1e9)
     finally:
