@@ -11,6 +11,9 @@ counts the TCP connections accepted (``accepted``: when), ``hung_up`` the times
 (``time.monotonic``) at which a trickled-to client went away. ``Collector(host="127.0.0.2", port=p)``
 listens elsewhere on loopback.
 
+``Recorder()`` is the in-process side: a policy's reporter that keeps every
+``VerificationEvent`` it is handed (``events``), from any thread.
+
 ``Tarpit()`` is a bare TCP listener that, on each connection, sends ``data``
 (by default a TLS record header announcing 16 KiB) one byte every ``interval``
 seconds and never reads: a TLS handshake with it never completes.
@@ -305,3 +308,15 @@ class Tarpit:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Recorder:
+    """A reporter (``PinPolicy(reporter=...)``) that keeps every event it is handed, thread-safely."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.lock = threading.Lock()
+
+    def report(self, event: Any) -> None:
+        with self.lock:
+            self.events.append(event)

@@ -20,6 +20,7 @@ import pinengine
 from pinengine import DomainEntry, Pin, PinMismatchError, PinPolicy
 from pinengine.metrics import Metrics, decision_key
 from tests.certs import Chain, cached_chain, make_cert, new_key
+from tests.collector import Recorder
 
 pytestmark = pytest.mark.both_cores
 
@@ -48,14 +49,6 @@ def sibling_leaf(chain: Chain, host: str = HOST) -> tuple[Any, Any]:
     """Another leaf for ``host`` from the same intermediate, with a key of its own."""
     key = new_key("p256")
     return make_cert(host, key, chain.intermediate, chain.intermediate_key, ca=False, sans=(host,)), key
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    def report(self, event: Any) -> None:
-        self.events.append(event)
 
 
 def verifications(host: str, entry: str) -> int:

@@ -22,6 +22,7 @@ from pinengine._errors import PolicyError
 from pinengine._types import Status
 from pinengine.hooks.ssl import create_pinned_context
 from tests.certs import Chain, make_cert, make_chain, new_key
+from tests.collector import Recorder
 from tests.tls import TLSServer
 
 HOST = "bank.test"
@@ -39,16 +40,6 @@ def good() -> Chain:
 @pytest.fixture(scope="module")
 def evil() -> Chain:
     return make_chain("p256", HOST)
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-        self.lock = threading.Lock()
-
-    def report(self, event: Any) -> None:
-        with self.lock:
-            self.events.append(event)
 
 
 def mapping(good: Chain, **entry: Any) -> dict[str, Any]:

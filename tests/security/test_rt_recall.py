@@ -26,6 +26,7 @@ from pinengine import _core_py as twin
 from pinengine import policy as policy_module
 from pinengine._types import KIND_CERT, KIND_SPKI, POS_ANY, POS_LEAF, Status, outcome_code_of
 from tests.certs import Chain, cached_chain, make_chain
+from tests.collector import Recorder
 
 pytestmark = pytest.mark.both_cores
 
@@ -49,16 +50,6 @@ def good() -> Chain:
 @pytest.fixture(scope="module")
 def evil() -> Chain:
     return make_chain("p256", HOST)
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-        self.lock = threading.Lock()
-
-    def report(self, event: Any) -> None:
-        with self.lock:
-            self.events.append(event)
 
 
 def mapping(good: Chain, *, blocked: Sequence[bytes] = (), **entry: Any) -> dict[str, Any]:
