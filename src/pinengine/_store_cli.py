@@ -112,8 +112,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
+    from ._files import read_at_most
     from .pins import Pin
-    from .stores import NoRecordError, PinRecord, StoreError, export_records, import_records, open_store
+    from .stores import (
+        MAX_STORE_FILE_BYTES,
+        NoRecordError,
+        PinRecord,
+        StoreError,
+        export_records,
+        import_records,
+        open_store,
+    )
 
     if not args.store_command:
         print("pinengine store: give an action: list, show, accept, forget, export, import", file=sys.stderr)
@@ -172,8 +181,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                 with open(args.file, "w", encoding="utf-8") as f:
                     f.write(text)
         elif action == "import":
-            text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()
-            count = import_records(store, text, replace=args.replace)
+            data = read_at_most(sys.stdin.buffer if args.file == "-" else args.file, MAX_STORE_FILE_BYTES)
+            if data is None:
+                raise StoreError(f"{args.file}: larger than {MAX_STORE_FILE_BYTES} bytes (MAX_STORE_FILE_BYTES)")
+            count = import_records(store, data, replace=args.replace)
             out.write(f"imported {_plural(count, 'record')}\n")
         return EXIT_OK
     except (StoreError, NoRecordError, ValueError, OSError) as exc:

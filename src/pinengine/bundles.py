@@ -36,6 +36,7 @@ from ._errors import (
     StaleBundleError,
     UntrustedKeyError,
 )
+from ._files import read_at_most
 
 __all__ = [
     "BundleError",
@@ -347,10 +348,9 @@ def read_bundle_file(path: str | os.PathLike[str]) -> bytes:
     """The bytes of a bundle file, reading at most ``MAX_BUNDLE_BYTES + 1`` (BundleFormatError if more)."""
     name = os.fspath(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_BUNDLE_BYTES + 1)
+        data = read_at_most(path, MAX_BUNDLE_BYTES)
     except OSError as exc:
         raise BundleError(f"{name}: cannot read the bundle: {exc.strerror or exc}") from None
-    if len(data) > MAX_BUNDLE_BYTES:
+    if data is None:
         raise BundleFormatError(f"{name}: larger than a policy bundle may be ({MAX_BUNDLE_BYTES} bytes)")
     return data

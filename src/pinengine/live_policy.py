@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 from . import bundles as _bundles
 from ._errors import BundleError, PinengineError, PolicyError, PolicyUpdateError, StalePolicyError
+from ._files import read_at_most
 from ._schema import decode_document
 from .policy import PinPolicy, VerificationResult
 
@@ -89,11 +90,10 @@ def parse_policy_document(data: bytes, source: str) -> tuple[dict[str, Any], int
 
 def _read_file(path: str, cap: int) -> bytes:
     try:
-        with open(path, "rb") as f:
-            data = f.read(cap + 1)
+        data = read_at_most(path, cap)
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read policy: {exc.strerror or exc}") from None
-    if len(data) > cap:
+    if data is None:
         raise PolicyError(f"{path}: larger than a policy may be ({cap} bytes)")
     return data
 

@@ -8,7 +8,10 @@ raised OverflowError, OSError or RecursionError: tracebacks from
 ``pinengine store list``, and foreign exceptions inside handshakes. Now a
 record's times must lie between 0 and the year 9999 (``LAST_TIME``), JSON
 nested too deeply is corrupt data, and ``--ttl`` has the bound a policy's
-``ttl`` has (``MAX_TTL``). A corrupt record is a StoreError: the dynamic
+``ttl`` has (``MAX_TTL``). Nor is a record's size left to the writer: at
+most ``MAX_RECORD_PINS`` pins, ``MAX_RECORD_BYTES`` of stored text (checked
+before it is decoded), a report-uri of the length reports accept, and a
+store file of ``MAX_STORE_FILE_BYTES``. A corrupt record is a StoreError: the dynamic
 entry's connection is refused (fail closed, even when the corrupt record
 names the server's own key), and the command exits 2 naming the problem.
 Against a real TLS server, real SQLite and JSON files, a real redis-server.
@@ -16,6 +19,7 @@ Against a real TLS server, real SQLite and JSON files, a real redis-server.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import socket
@@ -34,7 +38,14 @@ from tests.certs import Chain, cached_chain, make_chain
 from tests.tls import TLSServer
 
 HOST = "localhost"
-DEEP = "[" * 100_000 + "]" * 100_000
+# Deep enough for any JSON decoder's recursion limit, and under MAX_RECORD_BYTES, so that it is the
+# nesting that is refused, not the size.
+DEEP = "[" * 30_000 + "]" * 30_000
+
+
+def many_pins(n: int) -> list[str]:
+    """n distinct, well-formed SHA-256 pins (of no key anyone holds)."""
+    return [str(Pin("sha256", hashlib.sha256(b"%d" % i).digest())) for i in range(n)]
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +65,13 @@ def cli(*argv: str) -> tuple[int, str]:
 
 
 def fields(chain: Chain, **changes: Any) -> dict[str, Any]:
-    """A record for HOST naming the server's own key, then the attacker's changes."""
-    record = PinRecord.create(HOST, [str(Pin.from_certificate(chain.ders[0]))], source="tofu").to_dict()
+    """A record for HOST naming the server's own key, then the attacker's changes (a list of pins
+    comes after the server's own)."""
+    own = str(Pin.from_certificate(chain.ders[0]))
+    record = PinRecord.create(HOST, [own], source="tofu").to_dict()
     record.update(changes)
+    if isinstance(record["pins"], list):
+        record["pins"] = [own, *record["pins"]]
     return record
 
 
@@ -67,7 +82,13 @@ CORRUPTIONS = {
     "expires_at=1e18": ({"expires_at": 1e18}, "expires_at"),
     "last_seen=-1e300": ({"last_seen": -1e300}, "last_seen"),
     "first_seen=-1": ({"first_seen": -1.0}, "first_seen"),
-    "pins nested 100000 deep": ({"pins": DEEP}, "nested too deeply"),
+    "pins nested 30000 deep": ({"pins": DEEP}, "nested too deeply"),
+    # Each verify of a dynamic entry reads the record: its pin count is bounded like a pin list's,
+    # checked before any pin is parsed; a Redis value or an SQLite column that large is refused for
+    # its size (MAX_RECORD_BYTES) before it is decoded. (fields() puts the server's own pin first.)
+    "65 pins": ({"pins": many_pins(64)}, "more than 64 pins (MAX_RECORD_PINS)"),
+    "100000 pins": ({"pins": many_pins(99_999)}, "(MAX_RECORD_"),
+    "report_uri of 4 KiB": ({"report_uri": "https://report.example/" + "a" * 4096}, "report_uri"),
 }
 
 
@@ -201,3 +222,65 @@ def test_a_stranger_key_with_a_readable_record_is_still_refused(
         with pytest.raises(PinMismatchError) as info:
             handshake(policy, server)
         assert "Keys recorded for localhost" in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_a_record_larger_than_the_bound_is_refused_before_it_is_decoded(
+    kind: str, tmp_path: Path, chain: Chain, server: TLSServer, request: pytest.FixtureRequest
+) -> None:
+    # 4 MiB of JSON whitespace around the server's own pin: valid JSON, one pin, and far more text than
+    # any record needs. Refused for its size (MAX_RECORD_BYTES), before json.loads reads it.
+    writer = Writer(kind, tmp_path, lambda: str(request.getfixturevalue("redis_url")))
+    padded = "[" + " " * (4 << 20) + json.dumps(str(Pin.from_certificate(chain.ders[0]))) + "]"
+    writer.write(fields(chain, pins=padded))
+    store = writer.store()
+    try:
+        policy = PinPolicy.from_mapping({"domains": [{"host": HOST, "dynamic": True}]}, store=store, cache_ttl=0)
+        with pytest.raises(PinMismatchError) as info:
+            handshake(policy, server)
+        assert "pin store cannot be used" in str(info.value) and "(MAX_RECORD_BYTES)" in str(info.value)
+    finally:
+        store.close()
+
+
+def test_a_json_store_file_larger_than_the_bound_is_refused(tmp_path: Path, chain: Chain, server: TLSServer) -> None:
+    from pinengine.stores import MAX_STORE_FILE_BYTES
+
+    path = tmp_path / "pins.json"
+    record = fields(chain)
+    body = json.dumps({"format": "pinengine-pin-store", "version": 1, "records": [record]})
+    path.write_text(body[:-1] + " " * (MAX_STORE_FILE_BYTES - len(body) + 1) + "}")
+    assert path.stat().st_size == MAX_STORE_FILE_BYTES + 1
+    store = JSONFileStore(path)
+    policy = PinPolicy.from_mapping({"domains": [{"host": HOST, "dynamic": True}]}, store=store, cache_ttl=0)
+    with pytest.raises(PinMismatchError) as info:
+        handshake(policy, server)
+    assert "(MAX_STORE_FILE_BYTES)" in str(info.value), str(info.value)
+    # One byte less is read, and the record works.
+    path.write_text(body[:-1] + " " * (MAX_STORE_FILE_BYTES - len(body)) + "}")
+    handshake(policy, server)
+
+
+def test_add_pins_past_the_bound_is_refused_and_the_record_kept(tmp_path: Path) -> None:
+    from pinengine.stores import MAX_RECORD_PINS
+
+    with SQLiteStore(tmp_path / "pins.sqlite3") as store:
+        pins = many_pins(MAX_RECORD_PINS + 1)
+        store.put(PinRecord.create(HOST, pins[:MAX_RECORD_PINS], source="accepted"))
+        with pytest.raises(ValueError, match="more than 64 pins"):
+            store.add_pins(HOST, pins[MAX_RECORD_PINS:])
+        record = store.get(HOST)
+        assert record is not None and record.pins == tuple(pins[:MAX_RECORD_PINS])
+        with pytest.raises(ValueError, match="more than 64 pins"):
+            PinRecord.create(HOST, pins, source="accepted")
+
+
+def test_store_import_reads_no_more_than_the_bound(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pinengine.stores import MAX_STORE_FILE_BYTES
+
+    document = tmp_path / "big.json"
+    with open(document, "wb") as f:
+        f.truncate(MAX_STORE_FILE_BYTES + 1)  # sparse: NUL bytes, never decoded
+    code, _ = cli("store", "--store", str(tmp_path / "pins.sqlite3"), "import", str(document))
+    err = capsys.readouterr().err
+    assert code == 2 and "(MAX_STORE_FILE_BYTES)" in err and "Traceback" not in err, err

@@ -17,6 +17,9 @@ from typing import Union
 from ._base import (
     FORMAT,
     FORMAT_VERSION,
+    MAX_RECORD_BYTES,
+    MAX_RECORD_PINS,
+    MAX_STORE_FILE_BYTES,
     SOURCES,
     NoRecordError,
     PinRecord,
@@ -54,6 +57,9 @@ def open_store(spec: Union[str, os.PathLike[str], None] = None, *, namespace: st
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "MAX_RECORD_BYTES",
+    "MAX_RECORD_PINS",
+    "MAX_STORE_FILE_BYTES",
     "SOURCES",
     "JSONFileStore",
     "MemoryStore",

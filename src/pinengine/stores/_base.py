@@ -14,11 +14,15 @@ from typing import Any, Callable, Iterable, Union
 
 from .._errors import NoRecordError, StoreError
 from .._hostnames import normalize_hostname
-from ..pins import Pin
+from ..pins import MAX_PIN_LIST, Pin
+from ..reporting._destinations import MAX_REPORT_URI_LENGTH
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "MAX_RECORD_BYTES",
+    "MAX_RECORD_PINS",
+    "MAX_STORE_FILE_BYTES",
     "SOURCES",
     "NoRecordError",
     "PinRecord",
@@ -35,6 +39,21 @@ SOURCES = ("tofu", "hpkp", "accepted", "imported")
 #: The JSON document of ``export_records`` (and of a ``JSONFileStore`` file).
 FORMAT = "pinengine-pin-store"
 FORMAT_VERSION = 1
+
+#: The most pins one record holds: as many as one pin list (``Pin.parse_list``).
+#: Every verify of a dynamic entry reads its record, so a store someone else
+#: can write (a shared Redis, a file on a shared volume) must not make that
+#: read unbounded.
+MAX_RECORD_PINS = MAX_PIN_LIST
+
+#: The most bytes of one record's stored text (a Redis value, an SQLite pins
+#: column) that a store decodes: 64 pins of SHA-512 and a report-uri fill
+#: less than 10 KiB. Checked before the text is decoded.
+MAX_RECORD_BYTES = 64 * 1024
+
+#: The most bytes of a pin document read from a file (a ``JSONFileStore``
+#: file, a ``pinengine store import``): the bound a policy file has.
+MAX_STORE_FILE_BYTES = 64 << 20
 
 _FIELDS = ("host", "pins", "first_seen", "last_seen", "expires_at", "source",
            "include_subdomains", "report_uri")
@@ -97,6 +116,17 @@ def _parse_pin(text: str) -> str:
 LAST_TIME = 253402300799.0
 
 
+def _too_many_pins(count: int) -> str:
+    return f"{count} pins, more than {MAX_RECORD_PINS} pins (MAX_RECORD_PINS)"
+
+
+def check_record_size(text: str | bytes, where: str) -> None:
+    """StoreError naming ``where`` when a record's stored text is longer than ``MAX_RECORD_BYTES``."""
+    if len(text) > MAX_RECORD_BYTES:
+        unit = "bytes" if isinstance(text, bytes) else "characters"
+        raise StoreError(f"{where}: record of {len(text)} {unit}, more than {MAX_RECORD_BYTES} (MAX_RECORD_BYTES)")
+
+
 def _number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number (unix time), not {type(value).__name__}")
@@ -145,6 +175,8 @@ class PinRecord:
         pins = tuple(dict.fromkeys(_canonical_pin(p) for p in self.pins))
         if not pins:
             raise ValueError(f"pin record for {self.host} has no pins")
+        if len(pins) > MAX_RECORD_PINS:
+            raise ValueError(_too_many_pins(len(pins)))
         set_(self, "pins", pins)
         set_(self, "first_seen", _time("first_seen", self.first_seen))
         set_(self, "last_seen", _time("last_seen", self.last_seen))
@@ -156,6 +188,8 @@ class PinRecord:
             raise TypeError("include_subdomains must be a bool")
         if self.report_uri is not None and (not isinstance(self.report_uri, str) or not self.report_uri):
             raise TypeError("report_uri must be a non-empty str or None")
+        if self.report_uri is not None and len(self.report_uri) > MAX_REPORT_URI_LENGTH:
+            raise ValueError(f"report_uri of {len(self.report_uri)} characters, more than {MAX_REPORT_URI_LENGTH}")
 
     @classmethod
     def create(
@@ -216,6 +250,8 @@ class PinRecord:
         pins = data["pins"]
         if not isinstance(pins, list) or not all(isinstance(p, str) for p in pins):
             raise StoreError(f"{where}: pins must be a list of strings")
+        if len(pins) > MAX_RECORD_PINS:  # before any of them is parsed
+            raise StoreError(f"{where}: {_too_many_pins(len(pins))}")
         for i, pin in enumerate(pins):
             try:
                 _parse_pin(pin)

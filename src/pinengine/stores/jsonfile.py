@@ -10,7 +10,9 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterator, Union
 
+from .._files import read_at_most
 from ._base import (
+    MAX_STORE_FILE_BYTES,
     Change,
     CountedChange,
     PinRecord,
@@ -79,12 +81,13 @@ class JSONFileStore(PinStore):
 
     def _load(self) -> dict[str, PinRecord]:
         try:
-            with open(self.path, "rb") as f:
-                data = f.read()
+            data = read_at_most(self.path, MAX_STORE_FILE_BYTES)
         except FileNotFoundError:
             return {}
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot read: {exc}") from None
+        if data is None:
+            raise StoreError(f"{self.path}: larger than {MAX_STORE_FILE_BYTES} bytes (MAX_STORE_FILE_BYTES)")
         cache = self._cache
         if cache is not None and cache[0] == data:
             return cache[1]

@@ -9,7 +9,7 @@ import re
 from typing import Any, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
-from ._base import Change, CountedChange, PinRecord, PinStore, StoreError, noted_domain
+from ._base import Change, CountedChange, PinRecord, PinStore, StoreError, check_record_size, noted_domain
 
 __all__ = ["RedisStore"]
 
@@ -101,6 +101,7 @@ class RedisStore(PinStore):
         if raw is None:
             return None
         where = f"{self.where}: key {key!r}"
+        check_record_size(raw if isinstance(raw, bytes) else str(raw), where)
         try:
             text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
         except UnicodeDecodeError:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Iterator, Union
 
-from ._base import Change, CountedChange, PinRecord, PinStore, StoreError, noted_domain
+from ._base import Change, CountedChange, PinRecord, PinStore, StoreError, check_record_size, noted_domain
 
 __all__ = ["SQLiteStore", "default_path"]
 
@@ -186,6 +186,8 @@ class SQLiteStore(PinStore):
     def _record(self, row: Row) -> PinRecord:
         host = row[0]
         where = f"{self.path}: row"
+        if isinstance(row[1], str):
+            check_record_size(row[1], f"{where} ({host})")
         try:
             pins = json.loads(row[1]) if isinstance(row[1], str) else None
         except ValueError:
