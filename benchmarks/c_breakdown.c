@@ -1,5 +1,7 @@
 /* Time the C core of pinengine alone, with no Python in the way: the DER walk
- * (pe_der_parse_cert) and SHA-256 (pe_hash) per certificate.
+ * (pe_der_parse_cert) and SHA-256 (pe_hash) per certificate, one after the
+ * other and in the one pass that spki_sha256 runs
+ * (pe_der_parse_cert_spki_sha256: the walk in the shadow of SHA-NI rounds).
  *
  * Built and run by benchmarks/c_breakdown.py, which writes the input file:
  * a sequence of (uint32 little-endian length, DER bytes) records. Links the
