@@ -428,8 +428,13 @@ class PinPolicy(DynamicPins):
         return self._finish(result, chain, port, served_chain, started)
 
     def _plan_for(self, hostname: str, now: _dt.datetime | None) -> _Plan:
-        """The plan for ``hostname``: the one remembered, else a new one (see ``_plan``)."""
-        plan = self._plans.get(hostname) if now is None else None
+        """The plan for ``hostname``: the one remembered, else a new one (see ``_plan``).
+
+        Plans are remembered for exact ``str`` names only: a str subclass may
+        hash and compare as another name while its text (what ``_resolve``
+        reads) is its own, and must not be handed that other name's plan.
+        """
+        plan = self._plans.get(hostname) if now is None and type(hostname) is str else None
         if plan is None or (plan[1] is None and self.hpkp):  # (hpkp switched on since: ask the store)
             plan = self._plan(hostname, now)
         return plan
@@ -450,6 +455,8 @@ class PinPolicy(DynamicPins):
             self.hpkp if entry is None else (entry.dynamic or entry.noted or entry.expires is not None)
         ):
             return (name, entry, pinset, None)
+        if type(hostname) is not str:  # see _plan_for
+            return (name, entry, pinset, {})
         plans = self._plans
         if len(plans) >= PLAN_CACHE_SIZE:
             plans.clear()

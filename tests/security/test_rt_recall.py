@@ -416,6 +416,34 @@ def test_spellings_and_odd_host_objects_decide_as_a_fresh_policy(good: Chain, ev
                 assert got == want, (round_, host, verified, "batch")
 
 
+def test_a_host_object_that_hashes_and_compares_as_another_host_gets_its_own_pins(
+    good: Chain, evil: Chain
+) -> None:
+    # A str subclass whose hash and equality are another name's, and whose text is its own: the pins
+    # that apply are those of its text (what a fresh policy decides), never those of the name it
+    # poses as, whose plan is remembered first.
+    class Posing(str):
+        def __hash__(self) -> int:
+            return hash(HOST)
+
+        def __eq__(self, other: object) -> bool:
+            return str.__eq__(HOST, other) if isinstance(other, str) else NotImplemented
+
+    m = {"domains": [
+        {"host": HOST, "pins": [pin(good.ders[1]), backup(1)]},
+        {"host": "other.test", "pins": [pin(evil.ders[1]), backup(2)]},
+    ]}
+    policy = PinPolicy.from_mapping(m)
+    policy.verify(HOST, good.ders)  # HOST's plan and its matched outcome are remembered
+    policy.verify_batch([(HOST, good.ders)])
+    for host in (Posing("other.test"), Posing("OTHER.test.")):
+        want = fresh(m, host, good.ders, True)
+        assert want == "refused:mismatch"
+        for _ in range(2):
+            assert outcome(lambda: policy.verify(host, good.ders)) == want  # noqa: B023
+            assert outcome(lambda: policy.verify_batch([(host, good.ders)])) == want  # noqa: B023
+
+
 # -- threads: floods of names, hpkp switched, reports and metrics
 
 
