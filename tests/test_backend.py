@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.machinery
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -47,3 +50,25 @@ def test_the_environment_switch_picks_the_twin() -> None:
         text=True, check=True,
     )
     assert out.stdout.split() == ["python", "True"]
+
+
+def test_a_compiled_core_that_fails_to_import_is_said_not_hidden(tmp_path: Path) -> None:
+    # An installed compiled core that cannot be loaded (a wheel for another libc, a truncated file):
+    # the twin takes over, and the process says why, on stderr when logging is not set up.
+    package = tmp_path / "pinengine"
+    shutil.copytree(Path(pinengine.__file__).parent, package, ignore=shutil.ignore_patterns("*.so", "*.pyd", "*.c"))
+    broken = package / ("_core" + importlib.machinery.EXTENSION_SUFFIXES[0])
+    broken.write_bytes(b"\x7fELF not really a shared object")
+    code = "import pinengine; print(pinengine.backend())"
+    env = {"PYTHONPATH": str(tmp_path), "PATH": ""}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["python"]
+    assert "compiled core" in out.stderr and "failed to import" in out.stderr and broken.name in out.stderr, out.stderr
+    # With logging set up, it is one WARNING record instead.
+    code = "import logging; logging.basicConfig(format='%(levelname)s %(name)s %(message)s'); " + code
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stderr.startswith("WARNING pinengine.backend ") and out.stderr.count("failed to import") == 1
+    # No compiled core shipped at all (a pure build): nothing is said.
+    broken.unlink()
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["python"] and out.stderr == "", out.stderr

@@ -1,7 +1,8 @@
 """Choose the core: the compiled ``_core``, or the pure-Python ``_core_py``.
 
 ``PINENGINE_NO_EXTENSIONS=1`` forces the pure-Python twin; so does a missing
-extension (an install on a platform with no wheel and no compiler).
+extension (an install on a platform with no wheel and no compiler), and one
+that fails to import, which is said (see ``_load``).
 
 As yarl's ``_quoting`` does, the chosen core's names are bound here once, at
 import, and the rest of pinengine imports them from here
@@ -45,12 +46,32 @@ def _load() -> ModuleType:
         return _core_py
     try:
         from . import _core
-    except ImportError:
+    except ImportError as exc:
         from . import _core_py
 
-        _fallback_notice()
+        shipped = _shipped_core()
+        if shipped is not None:
+            _say(
+                f"pinengine: the compiled core in this install ({shipped}) failed to import "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]}), so it uses the pure-Python "
+                "backend: same API and results, slower. Reinstall pinengine for this platform; "
+                "PINENGINE_NO_EXTENSIONS=1 chooses the pure-Python backend on purpose."
+            )
+        else:
+            _fallback_notice()
         return _core_py
     return _core
+
+
+def _shipped_core() -> str | None:
+    """The file name of a compiled ``_core`` next to this module, if the install has one."""
+    import importlib.machinery
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        if os.path.exists(os.path.join(here, "_core" + suffix)):
+            return "_core" + suffix
+    return None
 
 
 #: Left in the package by a build that fell back on its own (setup.py).
@@ -77,14 +98,18 @@ def _fallback_notice() -> None:
         os.unlink(path)
     except OSError:
         return
-    import logging
-
-    message = (
+    _say(
         f"pinengine: this install has no compiled core (its build said: {reason or 'it fell back'}), so it "
         "uses the pure-Python backend: same API and results, slower. For the compiled core, install a C "
         "compiler and reinstall pinengine; PINENGINE_NO_EXTENSIONS=1 chooses the pure-Python backend on "
         "purpose. This is said once."
     )
+
+
+def _say(message: str) -> None:
+    """One WARNING record on ``pinengine.backend`` where the application set up logging, else a stderr line."""
+    import logging
+
     logger: logging.Logger | None = logging.getLogger("pinengine.backend")
     while logger is not None:
         if any(not isinstance(h, logging.NullHandler) for h in logger.handlers):
