@@ -406,3 +406,29 @@ def test_a_changed_file_is_read_once_it_stopped_changing(tmp_path: Path, chain: 
     assert live.serial == 1  # changed again: not yet
     live._poll()
     assert live.serial == 2 and len(live.entries) == 2
+
+
+def test_settings_made_on_a_live_policy_reach_every_version(tmp_path: Path, chain: Chain, spare: Chain) -> None:
+    # `live.hpkp = True` used to set an attribute of the wrapper only: reading it back said True while
+    # every decision, made by the version in force, still had HPKP off.
+    path = tmp_path / "policy.toml"
+    write_policy(path, pin(chain.ders[1]), pin(spare.ders[1]))
+    live = LivePolicy.from_file(path, interval=None)
+    first = live.current
+    reporter = object()
+    live.hpkp = True
+    live.cache_ttl = 1.5
+    live.reporter = reporter
+    assert (first.hpkp, first.cache_ttl, first.reporter) == (True, 1.5, reporter)
+    assert (live.hpkp, live.cache_ttl, live.reporter) == (True, 1.5, reporter)
+    # A version from the source, and one given by hand, get them too.
+    write_policy(path, pin(chain.ders[1]), pin(spare.ders[2]), serial=7)
+    assert live.reload() and live.current is not first
+    assert (live.current.hpkp, live.current.cache_ttl, live.current.reporter) == (True, 1.5, reporter)
+    live.update(PinPolicy(), serial=9)
+    assert (live.current.hpkp, live.current.cache_ttl, live.current.reporter) == (True, 1.5, reporter)
+    # What a version is made of changes with a new version, not on the wrapper.
+    for name, value in (("entries", ()), ("blocked_pins", ()), ("allow_sha1", True), ("source", "x")):
+        with pytest.raises(AttributeError, match="update"):
+            setattr(live, name, value)
+    assert live.current.source != "x"

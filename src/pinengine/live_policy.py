@@ -51,6 +51,14 @@ def live_policies() -> list[LivePolicy]:
         return list(_LIVE)
 
 
+#: PinPolicy settings that, set on a LivePolicy, apply to every version (see LivePolicy.__setattr__).
+_VERSION_SETTINGS = frozenset(
+    ("hpkp", "hpkp_max_hosts", "hpkp_max_hosts_per_domain", "store_outage", "cache_ttl", "reporter")
+)
+#: What a version is made of: set on a LivePolicy, an AttributeError.
+_VERSION_CONTENT = frozenset(("entries", "blocked_pins", "allow_sha1", "source"))
+
+
 @dataclass(frozen=True)
 class _Version:
     policy: PinPolicy
@@ -182,6 +190,7 @@ class LivePolicy(PinPolicy):
             raise ValueError(f"on_update must be one of {', '.join(ON_UPDATE_CHOICES)} or a callable, not {on_update!r}")
         self._on_update = on_update
         self._policy_kwargs = policy_kwargs
+        self._settings: dict[str, Any] = {}
         self._label = name or policy.source
         self._kind = "code"
         self._origin = policy.source
@@ -247,6 +256,22 @@ class LivePolicy(PinPolicy):
         if name.startswith("__") or name in ("_version",):
             raise AttributeError(name)
         return getattr(self._version.policy, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A setting of the PinPolicy kind set on the wrapper is a setting of
+        # every version: the one in force now and each one put in force later
+        # (_swap). What a version is made of comes with the version.
+        if name in _VERSION_SETTINGS:
+            with self._update_lock:
+                self._settings[name] = value
+                setattr(self._version.policy, name, value)
+        elif name in _VERSION_CONTENT:
+            raise AttributeError(
+                f"{name!r} is part of the policy version in force; put a new version in force with update() "
+                "or a new file or bundle"
+            )
+        else:
+            object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
         return f"<LivePolicy {self._label!r} ({self._kind}) serial={self.serial} entries={len(self.current.entries)}>"
@@ -606,6 +631,8 @@ class LivePolicy(PinPolicy):
         old = self._version.policy
         if policy._store is None and old._store is not None:  # the dynamic pins carry over
             policy._store = old._store
+        for name, value in self._settings.items():  # set on the wrapper: for every version
+            setattr(policy, name, value)
         self._version = _Version(policy, serial, digest, raw, time.time())
         self.updates += 1
         self.last_source_error = None
