@@ -182,3 +182,14 @@ def test_key_change_behind_a_cached_session_is_refused(version: ssl.TLSVersion, 
             ctx.wrap_socket(raw, server_hostname=HOST, session=session)
         raw.close()
         assert pin(rotated.ders[0]) in str(info.value)
+
+
+def test_the_pinned_context_is_as_strict_as_the_default_context(chain: Chain) -> None:
+    # Every setting create_default_context() makes on this Python is made too (3.13 added
+    # VERIFY_X509_STRICT and VERIFY_X509_PARTIAL_CHAIN): moving to pinning never loosens validation.
+    default = ssl.create_default_context()
+    pinned = create_pinned_context(PinPolicy(), cafile=None)
+    assert pinned.verify_flags & default.verify_flags == default.verify_flags
+    assert pinned.options & default.options == default.options
+    assert (pinned.verify_mode, pinned.check_hostname) == (default.verify_mode, default.check_hostname)
+    assert pinned.minimum_version >= default.minimum_version

@@ -453,6 +453,11 @@ def create_pinned_context(
     # The same settings as ssl.create_default_context(Purpose.SERVER_AUTH).
     context.verify_mode = _ssl.CERT_REQUIRED
     context.check_hostname = True
+    if sys.version_info >= (3, 13):
+        # As create_default_context() does from 3.13: RFC 5280's rules enforced
+        # strictly, and a CA in the trust store is an anchor even when it is an
+        # intermediate. A caller moving from the default context keeps them.
+        context.verify_flags |= _ssl.VERIFY_X509_STRICT | _ssl.VERIFY_X509_PARTIAL_CHAIN
     # A renegotiation is a second full handshake run inside a read or a write,
     # after the pin check: its certificate would never be checked. Refused
     # (as the gRPC contexts do); TLS 1.3 has no renegotiation at all.
