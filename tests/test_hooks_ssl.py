@@ -193,3 +193,22 @@ def test_the_pinned_context_is_as_strict_as_the_default_context(chain: Chain) ->
     assert pinned.options & default.options == default.options
     assert (pinned.verify_mode, pinned.check_hostname) == (default.verify_mode, default.check_hostname)
     assert pinned.minimum_version >= default.minimum_version
+
+
+def test_every_pinned_context_refuses_renegotiation_for_good() -> None:
+    # A renegotiation is a second handshake after the pin check: its certificate would never be checked.
+    # Every way to get a pinned context refuses it, and the option cannot be switched off afterwards.
+    from pinengine.hooks.ssl import PinnedSSLContext, pin_context
+
+    contexts = [
+        create_pinned_context(PinPolicy()),
+        pin_context(ssl.create_default_context(), PinPolicy()),
+        pin_context(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), PinPolicy()),
+        PinnedSSLContext(ssl.PROTOCOL_TLS_CLIENT),
+    ]
+    for context in contexts:
+        assert context.options & ssl.OP_NO_RENEGOTIATION, context
+        context.options &= ~ssl.OP_NO_RENEGOTIATION
+        assert context.options & ssl.OP_NO_RENEGOTIATION, context
+        context.options = ssl.OP_NO_COMPRESSION
+        assert context.options & ssl.OP_NO_RENEGOTIATION and context.options & ssl.OP_NO_COMPRESSION, context

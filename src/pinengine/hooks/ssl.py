@@ -41,6 +41,8 @@ def _ders(certs: Sequence[Any] | None) -> list[bytes]:
     return [cert if type(cert) is bytes else cert.public_bytes(_ENCODING_DER) for cert in certs or ()]
 
 
+# The ssl module's own ``options`` property, which PinnedSSLContext wraps.
+_SSL_OPTIONS = cast(property, vars(_ssl.SSLContext)["options"])
 # The ssl module's own ``session`` properties, which the pinned classes wrap.
 _SOCKET_SESSION = cast(property, vars(_ssl.SSLSocket)["session"])
 _OBJECT_SESSION = cast(property, vars(_ssl.SSLObject)["session"])
@@ -412,7 +414,16 @@ class PinnedSSLContext(_ssl.SSLContext):
         self = super().__new__(cls, protocol, *args, **kwargs)
         self._chains = OrderedDict()
         self._chains_lock = threading.Lock()
+        self.options |= _ssl.OP_NO_RENEGOTIATION
         return self
+
+    # A renegotiation is a second full handshake run inside a read or a write,
+    # after the pin check: its certificate would never be checked. Every
+    # pinned context refuses it (as the gRPC contexts do; TLS 1.3 has none),
+    # and the option stays set whatever is assigned to ``options`` later.
+    @_ssl.SSLContext.options.setter  # type: ignore[attr-defined,untyped-decorator]
+    def options(self, value: int) -> None:
+        _SSL_OPTIONS.__set__(self, value | _ssl.OP_NO_RENEGOTIATION)
 
     def _remember_chain(self, hostname: str, chain: list[bytes]) -> None:
         key = (chain[0], _chain_key(hostname))
@@ -458,10 +469,6 @@ def create_pinned_context(
         # strictly, and a CA in the trust store is an anchor even when it is an
         # intermediate. A caller moving from the default context keeps them.
         context.verify_flags |= _ssl.VERIFY_X509_STRICT | _ssl.VERIFY_X509_PARTIAL_CHAIN
-    # A renegotiation is a second full handshake run inside a read or a write,
-    # after the pin check: its certificate would never be checked. Refused
-    # (as the gRPC contexts do); TLS 1.3 has no renegotiation at all.
-    context.options |= _ssl.OP_NO_RENEGOTIATION
     if cafile or capath or cadata:
         context.load_verify_locations(cafile, capath, cadata)
     else:
@@ -504,5 +511,6 @@ def pin_context(context: _ssl.SSLContext, policy: PinPolicy) -> PinnedSSLContext
     pinned = cast(PinnedSSLContext, context)
     pinned._chains = OrderedDict()
     pinned._chains_lock = threading.Lock()
+    pinned.options |= _ssl.OP_NO_RENEGOTIATION  # as every pinned context (see PinnedSSLContext.options)
     pinned.pin_policy = policy
     return pinned
