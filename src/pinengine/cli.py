@@ -650,7 +650,9 @@ def _verify_live(args: argparse.Namespace, out: TextIO) -> int:
         if args.insecure:
             rep.say("validation: OFF (--insecure): only the leaf can match a pin", validated=False)
             rep.chain("served chain", "served", live.served)
-            return _decide(rep, policy, name, live.served[:1], False)
+            # The whole served chain, unvalidated, as every hook under CERT_NONE gives it: only the
+            # leaf can match, and a blocked key anywhere in it refuses.
+            return _decide(rep, policy, name, live.served, False)
         rep.doc["validated"] = True
         rep.chain("verified chain", "verified", live.verified)
         if live.served != live.verified:
