@@ -143,10 +143,11 @@ def _keygen(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _read_policy(path: str) -> tuple[dict[str, Any], int | None]:
-    from .live_policy import MAX_POLICY_BYTES, _read_file, parse_policy_document
+    from ._schema import read_policy_bytes
+    from .live_policy import parse_policy_document
     from .policy import PinPolicy
 
-    mapping, serial = parse_policy_document(_read_file(path, MAX_POLICY_BYTES), path)
+    mapping, serial = parse_policy_document(read_policy_bytes(path), path)
     PinPolicy.from_mapping(mapping, source=path)  # never sign or publish a policy that does not load
     return mapping, serial
 

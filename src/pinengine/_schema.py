@@ -19,6 +19,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 from ._entries import _MODES, _POSITION_NAMES, ENFORCE, POSITIONS, DomainEntry, _parse_host
 from ._errors import PinFormatError, PolicyError
+from ._files import read_at_most
 from ._types import POS_ANY
 from .pins import Pin
 
@@ -82,15 +83,26 @@ def _parse_expires(where: str, value: Any) -> _dt.datetime | None:
     raise PolicyError(f"{where}.expires: expected a date, not {type(value).__name__}")
 
 
+#: The largest policy file or Redis value read (bytes); bundles have their own, smaller cap.
+MAX_POLICY_BYTES = 64 << 20
+
+
+def read_policy_bytes(path: PathLike) -> bytes:
+    """The bytes of a policy file, of which at most ``MAX_POLICY_BYTES + 1`` are read (PolicyError if more)."""
+    name = os.fspath(path)
+    try:
+        data = read_at_most(path, MAX_POLICY_BYTES)
+    except OSError as exc:
+        raise PolicyError(f"{name}: cannot read policy: {exc.strerror or exc}") from None
+    if data is None:
+        raise PolicyError(f"{name}: larger than a policy may be ({MAX_POLICY_BYTES} bytes)")
+    return data
+
+
 def read_file(path: PathLike) -> tuple[Any, str]:
     """The data of a TOML (``.toml``) or JSON (``.json``) policy file, and the name to quote it by."""
     name = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise PolicyError(f"{name}: cannot read policy: {exc.strerror or exc}") from None
-    return decode_document(raw, name), name
+    return decode_document(read_policy_bytes(path), name), name
 
 
 def decode_document(raw: bytes, name: str) -> Any:

@@ -22,6 +22,7 @@ from typing import Any, Sequence, TextIO
 from . import __version__, _backend
 from ._backend import cert_digest, hash_bytes, parse_certificate, spki_digest
 from ._errors import CertificateParseError, PinFormatError, PinMismatchError, PolicyError
+from ._files import read_at_most
 from ._hostnames import entry_spellings, normalize_hostname, to_unicode
 from ._keys import public_keys
 from ._pem import load_certificates
@@ -43,6 +44,10 @@ TOO_MANY_PINS = 10
 #: an old root) while keeping its path search small.
 MAX_CHAIN_FILE_CERTIFICATES = 16
 
+#: The most bytes read from a certificate, key or chain file argument: a PEM
+#: bundle of every public root CA is well under 1 MiB.
+MAX_INPUT_BYTES = 16 << 20
+
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
@@ -63,11 +68,12 @@ def _read_chain(path: str) -> list[bytes]:
 
 
 def _read_input(path: str) -> bytes:
-    """The bytes of a file argument ('-' is standard input)."""
-    if path == "-":
-        return sys.stdin.buffer.read()
-    with open(path, "rb") as f:
-        return f.read()
+    """The bytes of a file argument ('-' is standard input), of which at most ``MAX_INPUT_BYTES`` are read."""
+    data = read_at_most(sys.stdin.buffer if path == "-" else path, MAX_INPUT_BYTES)
+    if data is None:
+        raise CertificateParseError(f"larger than {MAX_INPUT_BYTES} bytes, more than any certificate, key or "
+                                    "chain file holds (MAX_INPUT_BYTES)")
+    return data
 
 
 # -- pins ------------------------------------------------------------------------

@@ -26,8 +26,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 from . import bundles as _bundles
 from ._errors import BundleError, PinengineError, PolicyError, PolicyUpdateError, StalePolicyError
-from ._files import read_at_most
-from ._schema import decode_document
+from ._schema import MAX_POLICY_BYTES, decode_document, read_policy_bytes
 from .policy import PinPolicy, VerificationResult
 
 __all__ = ["LivePolicy", "PolicyUpdateError", "StalePolicyError", "live_policies", "recheck"]
@@ -36,8 +35,6 @@ log = logging.getLogger("pinengine")
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: The largest policy file or Redis value read (bytes); bundles have their own, smaller cap.
-MAX_POLICY_BYTES = 64 << 20
 #: What ``on_update`` may be, besides a callable ``(old, new) -> None``.
 ON_UPDATE_CHOICES = ("keep", "recheck")
 
@@ -94,16 +91,6 @@ def parse_policy_document(data: bytes, source: str) -> tuple[dict[str, Any], int
         mapping = dict(mapping)
         serial = _check_serial(mapping.pop("serial"), source)
     return mapping, serial
-
-
-def _read_file(path: str, cap: int) -> bytes:
-    try:
-        data = read_at_most(path, cap)
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read policy: {exc.strerror or exc}") from None
-    if data is None:
-        raise PolicyError(f"{path}: larger than a policy may be ({cap} bytes)")
-    return data
 
 
 def _file_signature(path: str) -> tuple[int, ...] | None:
@@ -308,7 +295,7 @@ class LivePolicy(PinPolicy):
             return PinPolicy.from_mapping(mapping, source=filename, **policy_kwargs), serial, \
                 hashlib.sha256(data).hexdigest()
 
-        data = _read_file(filename, MAX_POLICY_BYTES)
+        data = read_policy_bytes(filename)
         signature = _file_signature(filename)
         first, serial, digest = decode(data, filename)
         live = cls(first, serial=serial or 1, name=name or filename, on_update=on_update, **policy_kwargs)
@@ -328,7 +315,7 @@ class LivePolicy(PinPolicy):
                 # written, and half a policy can be a valid, smaller one.
                 state["pending"] = now
                 return None
-            data = _read_file(filename, MAX_POLICY_BYTES)
+            data = read_policy_bytes(filename)
             if _file_signature(filename) != now:
                 return None  # changed while read: next time
             state["signature"] = now
