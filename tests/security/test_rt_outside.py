@@ -14,12 +14,20 @@ Findings:
   ``create_pinned_context`` (and the contexts built from it) set it. Against
   a real ``openssl s_server`` that asks for a renegotiation, a context pinned
   with ``pin_context`` runs the second handshake.
+- ``pinengine verify HOST --insecure`` decides on the served leaf alone
+  (``cli.py`` ``_verify_live``: ``live.served[:1]``): a blocked key the server
+  sends further up the chain is accepted (exit 0), while every hook under
+  ``CERT_NONE`` and the offline ``verify --host H --insecure FILE`` refuse it
+  (docs/security.md: a blocked key is refused "anywhere in the chain,
+  validated or not").
 
 Real TLS peers on loopback; core-dependent tests run on both cores.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
 import socket
 import ssl
@@ -30,7 +38,7 @@ import pytest
 
 from pinengine import Pin, PinengineError, PinMismatchError, PinPolicy
 from pinengine.hooks.ssl import create_pinned_context, pin_context
-from tests.certs import Chain, cached_chain, make_chain
+from tests.certs import Chain, cached_chain, make_chain, pem
 from tests.security.test_rt_renegotiation import SServer
 from tests.tls import TLSServer
 
@@ -167,3 +175,81 @@ def test_no_spelling_of_a_pinned_name_reaches_an_unpinned_key(
     if not verify:
         # No trust store check stands in the way: the pins alone refuse it.
         assert isinstance(info.value, PinMismatchError)
+
+
+# -- the pinengine command against a server whose chain holds a blocked key ---------------
+
+
+@pytest.fixture(scope="module")
+def blocked_chain() -> Chain:
+    return make_chain("p256", BANK)
+
+
+@pytest.fixture(scope="module")
+def blocked_server(blocked_chain: Chain) -> Iterator[TLSServer]:
+    """A server for bank.test whose served chain (leaf, intermediate) holds an intermediate the policy blocks."""
+    with TLSServer(blocked_chain) as srv:
+        yield srv
+
+
+def blocked_policy_file(chain: Chain, directory: Path) -> str:
+    path = directory / "policy.json"
+    path.write_text(json.dumps({
+        "blocked_pins": [pin(chain.ders[1])],
+        "domains": [{"host": BANK, "pins": [pin(chain.ders[0])], "require_backup_pin": False}],
+    }))
+    return str(path)
+
+
+def run_cli(*argv: str) -> tuple[int, str]:
+    from pinengine.cli import main
+
+    out = io.StringIO()
+    code = main(list(argv), out=out)
+    return code, out.getvalue()
+
+
+def test_cert_none_hook_refuses_a_blocked_intermediate_the_server_sends(
+    blocked_chain: Chain, blocked_server: TLSServer, tmp_path: Path
+) -> None:
+    # The control: the hooks pass the served chain under CERT_NONE, and the blocked key refuses it.
+    context = create_pinned_context(PinPolicy.from_file(blocked_policy_file(blocked_chain, tmp_path)))
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    sock = socket.create_connection(("127.0.0.1", blocked_server.port))
+    with pytest.raises(PinMismatchError, match="blocked key"):
+        context.wrap_socket(sock, server_hostname=BANK).close()
+    sock.close()
+
+
+def test_offline_insecure_verify_refuses_a_blocked_key_anywhere_in_the_chain_file(
+    blocked_chain: Chain, tmp_path: Path
+) -> None:
+    chain_file = tmp_path / "chain.pem"
+    chain_file.write_bytes(pem(blocked_chain.leaf) + pem(blocked_chain.intermediate))
+    code, out = run_cli("verify", "--host", BANK, "--policy", blocked_policy_file(blocked_chain, tmp_path),
+                        "--insecure", str(chain_file))
+    assert code == 1, out
+    assert "blocked key" in out
+
+
+@pytest.mark.xfail(strict=True, reason="finding: `pinengine verify HOST --insecure` decides on the served leaf "
+                   "only (cli.py _verify_live: live.served[:1]), so a blocked key elsewhere in the served chain "
+                   "is accepted (exit 0) where every hook and offline verify refuse it")
+def test_live_insecure_verify_refuses_a_blocked_key_the_server_sends(
+    blocked_chain: Chain, blocked_server: TLSServer, tmp_path: Path
+) -> None:
+    code, out = run_cli("verify", f"127.0.0.1:{blocked_server.port}", "--sni", BANK,
+                        "--policy", blocked_policy_file(blocked_chain, tmp_path), "--insecure", "--timeout", "5")
+    assert code == 1, out
+    assert "blocked key" in out
+
+
+def test_live_validated_verify_refuses_a_blocked_key(
+    blocked_chain: Chain, blocked_server: TLSServer, tmp_path: Path
+) -> None:
+    code, out = run_cli("verify", f"127.0.0.1:{blocked_server.port}", "--sni", BANK,
+                        "--policy", blocked_policy_file(blocked_chain, tmp_path), "--cafile", blocked_server.cafile,
+                        "--timeout", "5")
+    assert code == 1, out
+    assert "blocked key" in out
