@@ -253,3 +253,65 @@ def test_live_validated_verify_refuses_a_blocked_key(
                         "--timeout", "5")
     assert code == 1, out
     assert "blocked key" in out
+
+
+# -- files read whole, whatever their size ------------------------------------------------
+
+#: The largest any file pinengine reads is allowed to be (live policies, store files, store imports).
+FILE_CAP = 64 << 20
+#: Each oversized test file: sparse (no disk), past the cap.
+OVERSIZED = FILE_CAP + (16 << 20)
+
+needs_proc_io = pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="counts bytes read in /proc/self/io")
+
+
+def bytes_read() -> int:
+    """Bytes this process has read through read() calls so far (Linux ``rchar``)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+def oversized(path: Path, head: bytes) -> Path:
+    with open(path, "wb") as f:
+        f.write(head)
+        f.truncate(OVERSIZED)
+    return path
+
+
+@needs_proc_io
+def test_a_live_policy_file_is_read_with_a_bound(tmp_path: Path) -> None:
+    # The control: LivePolicy.from_file stops at MAX_POLICY_BYTES + 1 and says why.
+    from pinengine.live_policy import MAX_POLICY_BYTES, LivePolicy
+
+    assert MAX_POLICY_BYTES <= FILE_CAP
+    path = oversized(tmp_path / "policy.json", b"{")
+    before = bytes_read()
+    with pytest.raises(PinengineError, match="larger than"):
+        LivePolicy.from_file(path, interval=None)
+    assert bytes_read() - before <= FILE_CAP + (1 << 20)
+
+
+@needs_proc_io
+@pytest.mark.xfail(strict=True, reason="finding: PinPolicy.from_file (and `pinengine check`) reads a policy file "
+                   "whole, with no size bound (_schema.read_file: f.read()), while LivePolicy.from_file caps the "
+                   "same file at MAX_POLICY_BYTES")
+def test_policy_from_file_reads_at_most_the_policy_cap(tmp_path: Path) -> None:
+    path = oversized(tmp_path / "policy.json", b"{")
+    before = bytes_read()
+    with pytest.raises(PinengineError):
+        PinPolicy.from_file(path)
+    assert bytes_read() - before <= FILE_CAP + (1 << 20)
+
+
+@needs_proc_io
+@pytest.mark.xfail(strict=True, reason="finding: `pinengine verify --host H CHAIN_FILE` (and `pins`, `--cafile`) "
+                   "reads an untrusted chain file whole (cli._read_input: f.read(), stdin too) and parses every "
+                   "certificate in it before MAX_CHAIN_FILE_CERTIFICATES (16) is checked")
+def test_verify_reads_an_untrusted_chain_file_with_a_bound(bank_good: Chain, tmp_path: Path) -> None:
+    path = oversized(tmp_path / "chain.pem", b"-----BEGIN CERTIFICATE-----\n")
+    before = bytes_read()
+    code, _ = run_cli("verify", "--host", BANK, "--pin", pin(bank_good.ders[0]), "--insecure", str(path))
+    assert code == 2
+    assert bytes_read() - before <= FILE_CAP + (1 << 20)
