@@ -26,6 +26,7 @@ Real TLS peers on loopback; core-dependent tests run on both cores.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import shutil
@@ -315,3 +316,67 @@ def test_verify_reads_an_untrusted_chain_file_with_a_bound(bank_good: Chain, tmp
     code, _ = run_cli("verify", "--host", BANK, "--pin", pin(bank_good.ders[0]), "--insecure", str(path))
     assert code == 2
     assert bytes_read() - before <= FILE_CAP + (1 << 20)
+
+
+# -- dates at the ends of the calendar in signed bundles ---------------------------------
+
+TWO_PINS = ["sha256/" + "A" * 43 + "=", "sha256/" + "B" * 42 + "A="]
+
+
+def bundle_policy() -> dict[str, object]:
+    return {"domains": [{"host": BANK, "pins": TWO_PINS}]}
+
+
+def signed_with_not_after(private: bytes, not_after: str) -> bytes:
+    """A bundle signed by ``private`` whose payload says ``not_after`` as written (as another signer might)."""
+    from pinengine import bundles
+
+    key = bundles.load_private_key(private)
+    payload = json.dumps({"serial": 7, "issued_at": "2026-01-01T00:00:00Z", "not_after": not_after,
+                          "policy": bundle_policy()}, sort_keys=True, separators=(",", ":")).encode()
+    return json.dumps({
+        "format": bundles.FORMAT,
+        "key_id": bundles.key_id(key.public_key()),
+        "payload": base64.b64encode(payload).decode("ascii"),
+        "signature": base64.b64encode(key.sign(bundles._CONTEXT + payload)).decode("ascii"),
+    }).encode()
+
+
+def test_a_policy_expiring_at_the_end_of_the_calendar_is_a_policy_error() -> None:
+    # The control: the policy schema reads the same date into a PolicyError.
+    with pytest.raises(PinengineError, match="outside the dates"):
+        PinPolicy.from_mapping({"domains": [{"host": BANK, "pins": TWO_PINS, "expires": "9999-12-31"}]})
+
+
+@pytest.mark.parametrize("when", ["9999-12-31", "9999-12-31T23:59:59-01:00", "0001-01-01T00:30:00+01:00"])
+@pytest.mark.xfail(strict=True, reason="finding: `pinengine policy sign --not-after` crashes with OverflowError "
+                   "(a traceback) for a date at the end of the calendar (_policy_cli._parse_time adds a day; "
+                   "bundles._when converts to UTC) instead of a usage error")
+def test_policy_sign_refuses_a_not_after_past_the_calendar(tmp_path: Path, when: str) -> None:
+    key = tmp_path / "k"
+    assert run_cli("policy", "keygen", "-o", str(key))[0] == 0
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps(bundle_policy()))
+    code, _ = run_cli("policy", "sign", str(policy), "--key", str(key), "-o", str(tmp_path / "b.json"),
+                      "--not-after", when)
+    assert code in (0, 2)  # signed, or refused as a usage error: never a traceback
+
+
+def test_a_bundle_past_its_not_after_is_refused_as_expired() -> None:
+    from pinengine import bundles
+    from pinengine._errors import ExpiredBundleError
+
+    private, public = bundles.generate_key()
+    with pytest.raises(ExpiredBundleError):
+        bundles.read_bundle(signed_with_not_after(private, "2000-01-01T00:00:00+00:00"), [public])
+
+
+@pytest.mark.xfail(strict=True, reason="finding: read_bundle raises OverflowError (not ExpiredBundleError) for an "
+                   "expired bundle whose not_after is within a UTC offset of year 1 (bundles._when)")
+def test_a_bundle_expired_in_year_one_is_refused_as_expired() -> None:
+    from pinengine import bundles
+    from pinengine._errors import ExpiredBundleError
+
+    private, public = bundles.generate_key()
+    with pytest.raises(ExpiredBundleError):
+        bundles.read_bundle(signed_with_not_after(private, "0001-01-01T00:30:00+01:00"), [public])
