@@ -32,6 +32,8 @@ import json
 import shutil
 import socket
 import ssl
+import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -380,3 +382,49 @@ def test_a_bundle_expired_in_year_one_is_refused_as_expired() -> None:
     private, public = bundles.generate_key()
     with pytest.raises(ExpiredBundleError):
         bundles.read_bundle(signed_with_not_after(private, "0001-01-01T00:30:00+01:00"), [public])
+
+
+# -- a server that trickles its handshake ------------------------------------------------
+
+
+class Tarpit:
+    """A TCP server that answers a ClientHello with a TLS record header promising 16 KiB, then one byte
+    every 0.1 s for ``hold`` seconds: each read gets a byte well inside any per-read timeout."""
+
+    def __init__(self, hold: float) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(4)
+        self.port = self.listener.getsockname()[1]
+        self.hold = hold
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            conn.recv(4096)
+            deadline = time.monotonic() + self.hold
+            try:
+                conn.sendall(b"\x16\x03\x03\x40\x00")
+                while time.monotonic() < deadline:
+                    conn.sendall(b"\x02")
+                    time.sleep(0.1)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.thread.join(10)
+        self.listener.close()
+
+
+def test_verify_handshake_is_bounded_by_timeout_however_slowly_the_server_trickles() -> None:
+    tarpit = Tarpit(hold=4.0)
+    try:
+        started = time.monotonic()
+        code, _ = run_cli("verify", f"127.0.0.1:{tarpit.port}", "--pin", TWO_PINS[0], "--timeout", "0.5")
+        elapsed = time.monotonic() - started
+    finally:
+        tarpit.close()
+    assert code == 2
+    assert elapsed < 2.5, f"the handshake went on for {elapsed:.1f} s with --timeout 0.5"
