@@ -20,6 +20,19 @@ Findings:
   ``CERT_NONE`` and the offline ``verify --host H --insecure FILE`` refuse it
   (docs/security.md: a blocked key is refused "anywhere in the chain,
   validated or not").
+- Files read whole: ``PinPolicy.from_file`` / ``pinengine check`` (a policy
+  file) and ``pinengine verify --host H CHAIN_FILE`` / ``pins`` / ``--cafile``
+  (``cli._read_input``) read any size, while ``LivePolicy.from_file``, store
+  files and bundles stop at their cap; the chain file's count bound (16) is
+  checked only after every certificate in it was parsed.
+- Dates at the ends of the calendar: ``pinengine policy sign --not-after
+  9999-12-31`` (or a time whose UTC form leaves years 1-9999) crashes with
+  OverflowError; ``read_bundle`` of an expired bundle whose ``not_after`` is
+  ``0001-01-01T00:30:00+01:00`` raises OverflowError, not ExpiredBundleError.
+- A certificate's subject is written verbatim (``_types.format_name``
+  escapes only NUL) into ``PinMismatchError`` messages and the text output
+  of ``pinengine verify``: a MITM's or a chain file's leaf adds its own lines
+  and terminal escape sequences to error logs and to what the operator reads.
 
 Real TLS peers on loopback; core-dependent tests run on both cores.
 """
@@ -41,7 +54,7 @@ import pytest
 
 from pinengine import Pin, PinengineError, PinMismatchError, PinPolicy
 from pinengine.hooks.ssl import create_pinned_context, pin_context
-from tests.certs import Chain, cached_chain, make_chain, pem
+from tests.certs import Chain, cached_chain, make_cert, make_chain, new_key, pem
 from tests.security.test_rt_renegotiation import SServer
 from tests.tls import TLSServer
 
@@ -428,3 +441,76 @@ def test_verify_handshake_is_bounded_by_timeout_however_slowly_the_server_trickl
         tarpit.close()
     assert code == 2
     assert elapsed < 2.5, f"the handshake went on for {elapsed:.1f} s with --timeout 0.5"
+
+
+# -- what a hostile certificate's names write into messages and the terminal -------------
+
+#: A subject common name a server chooses: a line of its own and a terminal escape that erases a line.
+FORGED_CN = "x\nFORGED: pin check passed\x1b[2K"
+
+
+@pytest.fixture(scope="module")
+def forged_subject() -> Chain:
+    """A chain for bank.test whose leaf's subject carries a line break and an escape sequence."""
+    base = make_chain("p256", BANK)
+    key = new_key("p256")
+    leaf = make_cert(FORGED_CN, key, base.intermediate, base.intermediate_key, ca=False, sans=(BANK,))
+    return Chain(leaf, base.intermediate, base.root, key, base.intermediate_key, base.root_key)
+
+
+@pytest.fixture(scope="module")
+def forged_server(forged_subject: Chain) -> Iterator[TLSServer]:
+    with TLSServer(forged_subject) as srv:
+        yield srv
+
+
+def clean(text: str) -> bool:
+    """No line of ``text`` was written by the certificate, and no control character but line breaks."""
+    lines = text.splitlines()
+    return not any(line.startswith("FORGED") for line in lines) and not any(
+        (ch < " " and ch not in "\n\t") or ch == "\x7f" for ch in text
+    )
+
+
+@pytest.mark.both_cores
+def test_an_impostor_with_a_forged_subject_is_refused(
+    bank_good: Chain, forged_server: TLSServer, backend: str
+) -> None:
+    # The attack itself does not get through: under CERT_NONE the pins refuse the impostor's leaf.
+    context = create_pinned_context(bank_policy(bank_good))
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    sock = socket.create_connection(("127.0.0.1", forged_server.port))
+    with pytest.raises(PinMismatchError, match="No pin matched"):
+        context.wrap_socket(sock, server_hostname=BANK).close()
+    sock.close()
+
+
+@pytest.mark.both_cores
+@pytest.mark.xfail(strict=True, reason="finding: a certificate's subject goes verbatim into PinMismatchError's "
+                   "message (types.format_name escapes only NUL): a MITM's leaf writes its own lines and terminal "
+                   "escapes into the application's error logs")
+def test_pin_mismatch_message_does_not_carry_the_servers_line_breaks(
+    bank_good: Chain, forged_server: TLSServer, backend: str
+) -> None:
+    context = create_pinned_context(bank_policy(bank_good))
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    sock = socket.create_connection(("127.0.0.1", forged_server.port))
+    with pytest.raises(PinMismatchError) as info:
+        context.wrap_socket(sock, server_hostname=BANK).close()
+    sock.close()
+    assert clean(str(info.value)), str(info.value)
+
+
+@pytest.mark.xfail(strict=True, reason="finding: `pinengine verify` (and `pins`) print a certificate's subject "
+                   "verbatim: an untrusted chain file or server writes its own lines ('decision: ...') and "
+                   "terminal escapes into the text output")
+def test_verify_output_does_not_carry_a_chain_files_line_breaks(
+    bank_good: Chain, forged_subject: Chain, tmp_path: Path
+) -> None:
+    chain_file = tmp_path / "chain.pem"
+    chain_file.write_bytes(pem(forged_subject.leaf) + pem(forged_subject.intermediate))
+    code, out = run_cli("verify", "--host", BANK, "--pin", pin(bank_good.ders[0]), "--insecure", str(chain_file))
+    assert code == 1
+    assert clean(out), out
