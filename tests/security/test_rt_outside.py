@@ -33,6 +33,12 @@ Findings:
   escapes only NUL) into ``PinMismatchError`` messages and the text output
   of ``pinengine verify``: a MITM's or a chain file's leaf adds its own lines
   and terminal escape sequences to error logs and to what the operator reads.
+- ``LivePolicy(on_update="recheck")`` (``live_policy.recheck``) judges idle
+  pooled connections unlike the hook that made them: a ``CERT_NONE``
+  connection on its leaf alone (``served[:1]``), so a key the new version
+  blocks in the served chain leaves the connection open for reuse; and a
+  chain validated with ``check_hostname`` off as validated, so a new version
+  that pins only the CA keeps a connection every new handshake refuses.
 
 Real TLS peers on loopback; core-dependent tests run on both cores.
 """
@@ -48,11 +54,13 @@ import ssl
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
+import requests
 
 from pinengine import Pin, PinengineError, PinMismatchError, PinPolicy
+from pinengine.hooks.requests import pinned_session
 from pinengine.hooks.ssl import create_pinned_context, pin_context
 from tests.certs import Chain, cached_chain, make_cert, make_chain, new_key, pem
 from tests.security.test_rt_renegotiation import SServer
@@ -514,3 +522,116 @@ def test_verify_output_does_not_carry_a_chain_files_line_breaks(
     code, out = run_cli("verify", "--host", BANK, "--pin", pin(bank_good.ders[0]), "--insecure", str(chain_file))
     assert code == 1
     assert clean(out), out
+
+
+# -- a live policy's recheck of pooled connections, after a key is blocked --------------------
+
+LOCAL = "localhost"
+
+
+@pytest.fixture(scope="module")
+def local_chain() -> Chain:
+    return make_chain("p256", LOCAL)
+
+
+@pytest.fixture
+def local_server(local_chain: Chain) -> Iterator[TLSServer]:
+    """Serves leaf and intermediate for localhost; a new server per test (connections are counted)."""
+    with TLSServer(local_chain) as srv:
+        yield srv
+
+
+def write_live(path: Path, pins: list[str], blocked: list[str]) -> None:
+    path.write_text(json.dumps({"blocked_pins": blocked, "domains": [{"host": LOCAL, "pins": pins}]}))
+
+
+def refused_over_requests(session: requests.Session, url: str) -> None:
+    with pytest.raises(requests.exceptions.SSLError) as info:
+        session.get(url, timeout=10)
+    assert isinstance(info.value.__cause__, PinMismatchError), repr(info.value)
+
+
+def test_recheck_closes_a_validated_pooled_connection_whose_chain_now_holds_a_blocked_key(
+    local_chain: Chain, local_server: TLSServer, tmp_path: Path
+) -> None:
+    # The control: the validated chain holds the newly blocked key, and the recheck closes the connection.
+    recheck_after_blocking(local_chain, local_server, tmp_path, local_server.cafile)
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+@pytest.mark.xfail(strict=True, reason="finding: live_policy.recheck judges a CERT_NONE connection on its leaf "
+                   "alone (served[:1]); a key the new version blocks further up the served chain leaves the "
+                   "pooled connection open, and the next request reuses it (a new handshake is refused)")
+def test_recheck_closes_an_unvalidated_pooled_connection_whose_served_chain_now_holds_a_blocked_key(
+    local_chain: Chain, local_server: TLSServer, tmp_path: Path
+) -> None:
+    recheck_after_blocking(local_chain, local_server, tmp_path, False)
+
+
+def recheck_after_blocking(chain: Chain, server: TLSServer, tmp_path: Path, verify: object) -> None:
+    from pinengine.live_policy import LivePolicy
+
+    path = tmp_path / "policy.json"
+    pins = [pin(chain.ders[0]), TWO_PINS[0]]
+    write_live(path, pins, [])
+    live = LivePolicy.from_file(path, interval=None, on_update="recheck")
+    try:
+        session = live.watch(pinned_session(live, verify=verify))  # type: ignore[arg-type]
+        assert session.get(server.url(), timeout=10).status_code == 200
+        assert server.connections == 1
+        # The intermediate's key is compromised: the new version blocks it everywhere.
+        write_live(path, pins, [pin(chain.ders[1])])
+        assert live.reload()
+        # The pooled connection (whose chain holds that key) must have been closed by the recheck:
+        # the next request makes a new handshake, and the new version refuses it.
+        refused_over_requests(session, server.url())
+        assert server.connections == 2
+    finally:
+        live.close()
+
+
+def no_host_check_manager(live: PinPolicy, cafile: str) -> Any:
+    """A pinned urllib3 manager over the caller's context, with host-name checking off in OpenSSL
+    (urllib3 then matches the name itself): a chain validated for no particular name."""
+    from pinengine.hooks.urllib3 import PinnedPoolManager
+
+    context = ssl.create_default_context(cafile=cafile)
+    context.check_hostname = False
+    return PinnedPoolManager(live, ssl_context=context, retries=False)
+
+
+def test_a_ca_pin_does_not_pass_a_new_connection_without_host_name_checking(
+    local_chain: Chain, local_server: TLSServer
+) -> None:
+    # The control: the hook counts such a chain as unvalidated, so a CA pin alone refuses it.
+    import urllib3
+
+    policy = PinPolicy.from_mapping({"domains": [{"host": LOCAL, "pins": [pin(local_chain.ders[1]), TWO_PINS[0]]}]})
+    with pytest.raises(urllib3.exceptions.SSLError):
+        no_host_check_manager(policy, local_server.cafile).request("GET", local_server.url())
+
+
+@pytest.mark.xfail(strict=True, reason="finding: live_policy.recheck counts a chain validated with check_hostname "
+                   "off as validated (it ignores check_hostname, unlike the hook): a new version that pins only "
+                   "the CA keeps a pooled connection that every new handshake would refuse")
+def test_recheck_judges_a_connection_without_host_name_checking_as_the_hook_does(
+    local_chain: Chain, local_server: TLSServer, tmp_path: Path
+) -> None:
+    import urllib3
+
+    from pinengine.live_policy import LivePolicy
+
+    path = tmp_path / "policy.json"
+    write_live(path, [pin(local_chain.ders[0]), TWO_PINS[0]], [])
+    live = LivePolicy.from_file(path, interval=None, on_update="recheck")
+    try:
+        manager = live.watch(no_host_check_manager(live, local_server.cafile))
+        assert manager.request("GET", local_server.url()).status == 200
+        # The new version pins only the CA: the hook refuses this server without host-name checking.
+        write_live(path, [pin(local_chain.ders[1]), TWO_PINS[0]], [])
+        assert live.reload()
+        with pytest.raises(urllib3.exceptions.SSLError):
+            manager.request("GET", local_server.url())
+        assert local_server.connections == 2
+    finally:
+        live.close()
