@@ -39,6 +39,11 @@ Findings:
   blocks in the served chain leaves the connection open for reuse; and a
   chain validated with ``check_hostname`` off as validated, so a new version
   that pins only the CA keeps a connection every new handshake refuses.
+- A JSON policy document with a key written twice (``"mode": "enforce"``
+  then ``"report-only"``, a second empty ``"domains"`` or ``"blocked_pins"``)
+  loads silently with the last value (``json.loads`` in
+  ``_schema.decode_document``): what a reviewer reads first is not what is
+  enforced. The same TOML document is refused.
 
 Real TLS peers on loopback; core-dependent tests run on both cores.
 """
@@ -635,3 +640,35 @@ def test_recheck_judges_a_connection_without_host_name_checking_as_the_hook_does
         assert local_server.connections == 2
     finally:
         live.close()
+
+
+# -- one key written twice in a policy document --------------------------------------------
+
+_PIN_A, _PIN_B = (json.dumps(p) for p in TWO_PINS)
+_ENTRY = f'"host": "{BANK}", "pins": [{_PIN_A}, {_PIN_B}]'
+#: JSON policies in which a key appears twice: a reader sees the first value, json.loads keeps the last.
+DUPLICATED = {
+    "mode": f'{{"domains": [{{{_ENTRY}, "mode": "enforce", "mode": "report-only"}}]}}',
+    "pins": f'{{"domains": [{{{_ENTRY}, "pins": [{_PIN_A}, "sha256/{"C" * 42}A="]}}]}}',
+    "domains": f'{{"domains": [{{{_ENTRY}}}], "domains": []}}',
+    "blocked_pins": f'{{"blocked_pins": ["{"sha512/" + "A" * 86 + "=="}"], "blocked_pins": [], "domains": [{{{_ENTRY}}}]}}',
+}
+
+
+def test_a_toml_policy_with_a_key_written_twice_is_refused(tmp_path: Path) -> None:
+    # The control: TOML itself forbids it.
+    path = tmp_path / "policy.toml"
+    path.write_text(f'[[domains]]\nhost = "{BANK}"\npins = [{_PIN_A}, {_PIN_B}]\nmode = "enforce"\nmode = "report-only"\n')
+    with pytest.raises(PinengineError, match="line 5"):
+        PinPolicy.from_file(path)
+
+
+@pytest.mark.parametrize("key", sorted(DUPLICATED))
+@pytest.mark.xfail(strict=True, reason="finding: a JSON policy document (PinPolicy.from_file; LivePolicy decodes "
+                   "with the same _schema.decode_document) with a key written twice loads silently with the last value (json.loads), e.g. 'mode': 'enforce' then "
+                   "'report-only', or a second empty 'domains' or 'blocked_pins'; TOML refuses the same document")
+def test_a_json_policy_with_a_key_written_twice_is_refused(tmp_path: Path, key: str) -> None:
+    path = tmp_path / "policy.json"
+    path.write_text(DUPLICATED[key])
+    with pytest.raises(PinengineError):
+        PinPolicy.from_file(path)
