@@ -665,8 +665,9 @@ def test_a_toml_policy_with_a_key_written_twice_is_refused(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("key", sorted(DUPLICATED))
 @pytest.mark.xfail(strict=True, reason="finding: a JSON policy document (PinPolicy.from_file; LivePolicy decodes "
-                   "with the same _schema.decode_document) with a key written twice loads silently with the last value (json.loads), e.g. 'mode': 'enforce' then "
-                   "'report-only', or a second empty 'domains' or 'blocked_pins'; TOML refuses the same document")
+                   "with the same _schema.decode_document) with a key written twice loads silently with the "
+                   "last value (json.loads), e.g. 'mode': 'enforce' then 'report-only', or a second empty "
+                   "'domains' or 'blocked_pins'; TOML refuses the same document")
 def test_a_json_policy_with_a_key_written_twice_is_refused(tmp_path: Path, key: str) -> None:
     path = tmp_path / "policy.json"
     path.write_text(DUPLICATED[key])
