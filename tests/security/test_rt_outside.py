@@ -651,14 +651,18 @@ DUPLICATED = {
     "mode": f'{{"domains": [{{{_ENTRY}, "mode": "enforce", "mode": "report-only"}}]}}',
     "pins": f'{{"domains": [{{{_ENTRY}, "pins": [{_PIN_A}, "sha256/{"C" * 42}A="]}}]}}',
     "domains": f'{{"domains": [{{{_ENTRY}}}], "domains": []}}',
-    "blocked_pins": f'{{"blocked_pins": ["{"sha512/" + "A" * 86 + "=="}"], "blocked_pins": [], "domains": [{{{_ENTRY}}}]}}',
+    "blocked_pins": (
+        f'{{"blocked_pins": ["{"sha512/" + "A" * 86 + "=="}"], "blocked_pins": [], "domains": [{{{_ENTRY}}}]}}'
+    ),
 }
 
 
 def test_a_toml_policy_with_a_key_written_twice_is_refused(tmp_path: Path) -> None:
     # The control: TOML itself forbids it.
     path = tmp_path / "policy.toml"
-    path.write_text(f'[[domains]]\nhost = "{BANK}"\npins = [{_PIN_A}, {_PIN_B}]\nmode = "enforce"\nmode = "report-only"\n')
+    path.write_text(
+        f'[[domains]]\nhost = "{BANK}"\npins = [{_PIN_A}, {_PIN_B}]\nmode = "enforce"\nmode = "report-only"\n'
+    )
     with pytest.raises(PinengineError, match="line 5"):
         PinPolicy.from_file(path)
 
