@@ -49,8 +49,10 @@ def load_policy_or_bundle(path: str, trusted_keys: Sequence[str] = ()) -> Any:
 
 def _parse_time(value: str) -> _dt.datetime:
     try:
-        if len(value) == 10:
+        if len(value) == 10:  # the end of that day (UTC)
             day = _dt.date.fromisoformat(value)
+            if day == _dt.date.max:
+                return _dt.datetime.max.replace(tzinfo=_dt.timezone.utc)
             return _dt.datetime(day.year, day.month, day.day, tzinfo=_dt.timezone.utc) + _dt.timedelta(days=1)
         parsed = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

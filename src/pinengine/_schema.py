@@ -17,6 +17,7 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
+from . import _json
 from ._entries import _MODES, _POSITION_NAMES, ENFORCE, POSITIONS, DomainEntry, _parse_host
 from ._errors import PinFormatError, PolicyError
 from ._files import read_at_most
@@ -118,14 +119,14 @@ def decode_document(raw: bytes, name: str) -> Any:
         not name.lower().endswith(".toml") and text.lstrip().startswith("{")
     )
     try:
-        return json.loads(text) if is_json else tomllib.loads(text)
+        return _json.loads(text) if is_json else tomllib.loads(text)
     except json.JSONDecodeError as exc:
         raise PolicyError(f"{name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{name}: invalid TOML: {exc}") from None
     except RecursionError:
         raise PolicyError(f"{name}: nested too deeply to be a policy") from None
-    except ValueError as exc:  # e.g. an integer longer than Python converts
+    except ValueError as exc:  # a key written twice; an integer longer than Python converts
         raise PolicyError(f"{name}: cannot be read: {exc}") from None
 
 

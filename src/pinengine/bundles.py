@@ -28,6 +28,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Union
 
+from . import _json as strict_json
 from ._errors import (
     BundleError,
     BundleFormatError,
@@ -160,7 +161,17 @@ def generate_key() -> tuple[bytes, bytes]:
 
 
 def _when(value: _dt.datetime) -> str:
-    return value.astimezone(_dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return _to_utc(value).isoformat().replace("+00:00", "Z")
+
+
+def _to_utc(value: _dt.datetime) -> _dt.datetime:
+    """``value`` (with a timezone) in UTC. A time that UTC puts past either end of the calendar (at most a
+    day past it) is that end: earlier than any clock reads, or later; so it still compares right."""
+    try:
+        return value.astimezone(_dt.timezone.utc)
+    except OverflowError:
+        end = _dt.datetime.max if value.year == _dt.MAXYEAR else _dt.datetime.min
+        return end.replace(tzinfo=_dt.timezone.utc)
 
 
 def _check_serial(serial: Any, where: str, error: type[BundleError] = BundleFormatError) -> int:
@@ -193,8 +204,9 @@ def sign_bundle(
         mapping = dict(policy)
         PinPolicy.from_mapping(mapping, source="<bundle policy>")
     _check_serial(serial, "sign_bundle", BundleError)
-    if not_after is not None and not_after.tzinfo is None:
-        raise BundleError("sign_bundle: not_after needs a timezone")
+    for name, value in (("not_after", not_after), ("issued_at", issued_at)):
+        if value is not None and value.tzinfo is None:
+            raise BundleError(f"sign_bundle: {name} needs a timezone")
     key = load_private_key(private_key)
     issued = issued_at or _dt.datetime.now(_dt.timezone.utc)
     payload = json.dumps(
@@ -249,12 +261,12 @@ def _time(where: str, value: Any) -> _dt.datetime | None:
         raise BundleFormatError(f"{where}: {value!r} is not an ISO 8601 time") from None
     if parsed.tzinfo is None:
         raise BundleFormatError(f"{where}: {value!r} has no timezone")
-    return parsed
+    return _to_utc(parsed)
 
 
 def _json(where: str, data: bytes) -> Any:
     try:
-        return json.loads(data.decode("utf-8"))
+        return strict_json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise BundleFormatError(f"{where}: not a pinengine policy bundle (not JSON: {exc})") from None
 

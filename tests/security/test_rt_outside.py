@@ -106,15 +106,11 @@ def reneg_policy(chain: Chain) -> PinPolicy:
     return PinPolicy.from_mapping({"domains": [{"host": RENEG, "pins": [pin(chain.ders[1]), pin(chain.ders[2])]}]})
 
 
-@pytest.mark.xfail(strict=True, reason="finding: pin_context does not set OP_NO_RENEGOTIATION (docs/security.md: "
-                   "'OP_NO_RENEGOTIATION on every pinned context')")
 def test_pin_context_refuses_renegotiation_like_create_pinned_context(reneg_chain: Chain) -> None:
     context = pin_context(ssl.create_default_context(), reneg_policy(reneg_chain))
     assert context.options & ssl.OP_NO_RENEGOTIATION
 
 
-@pytest.mark.xfail(strict=True, reason="finding: PinnedPoolManager(ssl_context=...) pins the caller's context "
-                   "with pin_context, which leaves renegotiation allowed")
 def test_urllib3_manager_with_own_context_refuses_renegotiation(reneg_chain: Chain) -> None:
     from pinengine.hooks.urllib3 import PinnedPoolManager
 
@@ -148,8 +144,6 @@ def test_create_pinned_context_answers_a_renegotiation_request_with_an_alert(
 
 
 @needs_openssl
-@pytest.mark.xfail(strict=True, reason="finding: a context pinned with pin_context runs a second full handshake "
-                   "(renegotiation) after the pin check; its certificate is never checked")
 def test_pin_context_socket_refuses_a_renegotiation_after_the_pin_check(
     reneg_chain: Chain, reneg_server: SServer
 ) -> None:
@@ -268,9 +262,6 @@ def test_offline_insecure_verify_refuses_a_blocked_key_anywhere_in_the_chain_fil
     assert "blocked key" in out
 
 
-@pytest.mark.xfail(strict=True, reason="finding: `pinengine verify HOST --insecure` decides on the served leaf "
-                   "only (cli.py _verify_live: live.served[:1]), so a blocked key elsewhere in the served chain "
-                   "is accepted (exit 0) where every hook and offline verify refuse it")
 def test_live_insecure_verify_refuses_a_blocked_key_the_server_sends(
     blocked_chain: Chain, blocked_server: TLSServer, tmp_path: Path
 ) -> None:
@@ -329,9 +320,6 @@ def test_a_live_policy_file_is_read_with_a_bound(tmp_path: Path) -> None:
 
 
 @needs_proc_io
-@pytest.mark.xfail(strict=True, reason="finding: PinPolicy.from_file (and `pinengine check`) reads a policy file "
-                   "whole, with no size bound (_schema.read_file: f.read()), while LivePolicy.from_file caps the "
-                   "same file at MAX_POLICY_BYTES")
 def test_policy_from_file_reads_at_most_the_policy_cap(tmp_path: Path) -> None:
     path = oversized(tmp_path / "policy.json", b"{")
     before = bytes_read()
@@ -341,9 +329,6 @@ def test_policy_from_file_reads_at_most_the_policy_cap(tmp_path: Path) -> None:
 
 
 @needs_proc_io
-@pytest.mark.xfail(strict=True, reason="finding: `pinengine verify --host H CHAIN_FILE` (and `pins`, `--cafile`) "
-                   "reads an untrusted chain file whole (cli._read_input: f.read(), stdin too) and parses every "
-                   "certificate in it before MAX_CHAIN_FILE_CERTIFICATES (16) is checked")
 def test_verify_reads_an_untrusted_chain_file_with_a_bound(bank_good: Chain, tmp_path: Path) -> None:
     path = oversized(tmp_path / "chain.pem", b"-----BEGIN CERTIFICATE-----\n")
     before = bytes_read()
@@ -383,9 +368,6 @@ def test_a_policy_expiring_at_the_end_of_the_calendar_is_a_policy_error() -> Non
 
 
 @pytest.mark.parametrize("when", ["9999-12-31", "9999-12-31T23:59:59-01:00", "0001-01-01T00:30:00+01:00"])
-@pytest.mark.xfail(strict=True, reason="finding: `pinengine policy sign --not-after` crashes with OverflowError "
-                   "(a traceback) for a date at the end of the calendar (_policy_cli._parse_time adds a day; "
-                   "bundles._when converts to UTC) instead of a usage error")
 def test_policy_sign_refuses_a_not_after_past_the_calendar(tmp_path: Path, when: str) -> None:
     key = tmp_path / "k"
     assert run_cli("policy", "keygen", "-o", str(key))[0] == 0
@@ -405,8 +387,6 @@ def test_a_bundle_past_its_not_after_is_refused_as_expired() -> None:
         bundles.read_bundle(signed_with_not_after(private, "2000-01-01T00:00:00+00:00"), [public])
 
 
-@pytest.mark.xfail(strict=True, reason="finding: read_bundle raises OverflowError (not ExpiredBundleError) for an "
-                   "expired bundle whose not_after is within a UTC offset of year 1 (bundles._when)")
 def test_a_bundle_expired_in_year_one_is_refused_as_expired() -> None:
     from pinengine import bundles
     from pinengine._errors import ExpiredBundleError
@@ -674,10 +654,6 @@ def test_a_toml_policy_with_a_key_written_twice_is_refused(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("key", sorted(DUPLICATED))
-@pytest.mark.xfail(strict=True, reason="finding: a JSON policy document (PinPolicy.from_file; LivePolicy decodes "
-                   "with the same _schema.decode_document) with a key written twice loads silently with the "
-                   "last value (json.loads), e.g. 'mode': 'enforce' then 'report-only', or a second empty "
-                   "'domains' or 'blocked_pins'; TOML refuses the same document")
 def test_a_json_policy_with_a_key_written_twice_is_refused(tmp_path: Path, key: str) -> None:
     path = tmp_path / "policy.json"
     path.write_text(DUPLICATED[key])

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Callable, Iterable, Union
 
+from .. import _json
 from .._errors import NoRecordError, StoreError
 from .._hostnames import normalize_hostname
 from ..pins import MAX_PIN_LIST, Pin
@@ -587,7 +588,7 @@ def dump_document(records: Iterable[PinRecord]) -> str:
 def parse_document(text: Union[str, bytes], *, where: str) -> builtins.list[PinRecord]:
     """The records of a JSON document; anything wrong raises StoreError naming ``where`` and the place."""
     try:
-        doc = json.loads(text)
+        doc = _json.loads(text)
     except UnicodeDecodeError as exc:
         raise StoreError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except ValueError as exc:

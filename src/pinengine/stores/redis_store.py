@@ -9,6 +9,7 @@ import re
 from typing import Any, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
+from .. import _json
 from ._base import Change, CountedChange, PinRecord, PinStore, StoreError, check_record_size, noted_domain
 
 __all__ = ["RedisStore"]
@@ -107,7 +108,7 @@ class RedisStore(PinStore):
         except UnicodeDecodeError:
             raise StoreError(f"{where}: value is not UTF-8 text") from None
         try:
-            data = json.loads(text)
+            data = _json.loads(text)
         except ValueError as exc:
             raise StoreError(f"{where}: value is not valid JSON: {exc}") from None
         except RecursionError:
