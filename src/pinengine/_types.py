@@ -211,12 +211,16 @@ _STRING_CODECS = {
 
 
 def _escape_value(value: str) -> str:
+    """An attribute value as RFC 4514 writes it. Any character that is not printable (controls, line
+    and paragraph separators, escape sequences) is written as the hex of its UTF-8 bytes (``\\0A``):
+    a subject is written by whoever made the certificate, and must not add lines or terminal
+    commands to the messages and output that quote it."""
     out = []
     for i, ch in enumerate(value):
         if ch in ',+"\\<>;' or (i == 0 and ch in "# ") or (i == len(value) - 1 and ch == " "):
             out.append("\\" + ch)
-        elif ch == "\x00":
-            out.append("\\00")
+        elif not ch.isprintable():
+            out.append("".join(f"\\{b:02X}" for b in ch.encode("utf-8", "surrogatepass")))
         else:
             out.append(ch)
     return "".join(out)

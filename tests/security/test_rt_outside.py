@@ -486,9 +486,6 @@ def test_an_impostor_with_a_forged_subject_is_refused(
 
 
 @pytest.mark.both_cores
-@pytest.mark.xfail(strict=True, reason="finding: a certificate's subject goes verbatim into PinMismatchError's "
-                   "message (types.format_name escapes only NUL): a MITM's leaf writes its own lines and terminal "
-                   "escapes into the application's error logs")
 def test_pin_mismatch_message_does_not_carry_the_servers_line_breaks(
     bank_good: Chain, forged_server: TLSServer, backend: str
 ) -> None:
@@ -502,9 +499,6 @@ def test_pin_mismatch_message_does_not_carry_the_servers_line_breaks(
     assert clean(str(info.value)), str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="finding: `pinengine verify` (and `pins`) print a certificate's subject "
-                   "verbatim: an untrusted chain file or server writes its own lines ('decision: ...') and "
-                   "terminal escapes into the text output")
 def test_verify_output_does_not_carry_a_chain_files_line_breaks(
     bank_good: Chain, forged_subject: Chain, tmp_path: Path
 ) -> None:
