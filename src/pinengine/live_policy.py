@@ -773,7 +773,7 @@ def recheck(target: Any, policy: PinPolicy) -> int:
     import queue
     import ssl
 
-    from .hooks.ssl import peer_chains
+    from .hooks.ssl import checked_chain
 
     closed = 0
     for pool in _pools(target):
@@ -788,11 +788,11 @@ def recheck(target: Any, policy: PinPolicy) -> int:
                 break
             sock = getattr(conn, "sock", None) if conn is not None else None
             if isinstance(sock, ssl.SSLSocket) and sock.server_hostname:
-                verified, served = peer_chains(sock)
-                validated = bool(verified) and sock.context.verify_mode != ssl.CERT_NONE
-                chain = verified if validated else served[:1]
                 try:
-                    policy.verify(sock.server_hostname, chain, verified=validated)
+                    # Judged as the hook judged it when it was made (the same reading of its chain),
+                    # by the new version.
+                    checked = checked_chain(sock, sock.context)
+                    policy.verify(checked.hostname, checked.chain, verified=checked.validated)
                 except Exception:
                     conn.close()
                     closed += 1

@@ -1,11 +1,11 @@
 """Red team from outside (rt3): attacks on the public surface by someone who did not write it.
 
-Each ``xfail(strict=True)`` test is a finding: it fails on the code as
-committed, and passes once the library keeps the promise the test states.
-The other tests are attacks that did not get through; each one fails if
-the defence it checks goes away.
+The findings below were written as ``xfail(strict=True)`` tests that failed
+on the code of the time; each was fixed, and its test now holds the library
+to the promise it states. The other tests are attacks that did not get
+through; each one fails if the defence it checks goes away.
 
-Findings:
+Findings (all fixed):
 
 - ``pin_context`` (and ``PinnedPoolManager(ssl_context=...)``, which uses it)
   leaves TLS renegotiation allowed. ``docs/security.md`` promises
@@ -544,9 +544,6 @@ def test_recheck_closes_a_validated_pooled_connection_whose_chain_now_holds_a_bl
 
 
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
-@pytest.mark.xfail(strict=True, reason="finding: live_policy.recheck judges a CERT_NONE connection on its leaf "
-                   "alone (served[:1]); a key the new version blocks further up the served chain leaves the "
-                   "pooled connection open, and the next request reuses it (a new handshake is refused)")
 def test_recheck_closes_an_unvalidated_pooled_connection_whose_served_chain_now_holds_a_blocked_key(
     local_chain: Chain, local_server: TLSServer, tmp_path: Path
 ) -> None:
@@ -596,9 +593,6 @@ def test_a_ca_pin_does_not_pass_a_new_connection_without_host_name_checking(
         no_host_check_manager(policy, local_server.cafile).request("GET", local_server.url())
 
 
-@pytest.mark.xfail(strict=True, reason="finding: live_policy.recheck counts a chain validated with check_hostname "
-                   "off as validated (it ignores check_hostname, unlike the hook): a new version that pins only "
-                   "the CA keeps a pooled connection that every new handshake would refuse")
 def test_recheck_judges_a_connection_without_host_name_checking_as_the_hook_does(
     local_chain: Chain, local_server: TLSServer, tmp_path: Path
 ) -> None:
@@ -700,10 +694,6 @@ def test_a_validated_resumed_session_is_refused_once_its_chain_holds_a_blocked_k
         resumed_after_blocking(local_chain, local_server, tmp_path, validate=True)
 
 
-@pytest.mark.xfail(strict=True, reason="finding: under CERT_NONE (or check_hostname off) a resumed session is "
-                   "decided on the leaf alone (get_unverified_chain() of a resumed session holds only the peer's "
-                   "certificate; hooks/ssl._check remembers no served chain for it), so a key a live policy update "
-                   "blocks in the served chain passes on resumption while every full handshake refuses it")
 def test_an_unvalidated_resumed_session_is_refused_once_its_served_chain_holds_a_blocked_key(
     local_chain: Chain, local_server: TLSServer, tmp_path: Path
 ) -> None:

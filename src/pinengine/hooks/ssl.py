@@ -19,7 +19,7 @@ import ssl as _ssl
 import sys
 import threading
 from collections import OrderedDict
-from typing import Any, Sequence, cast
+from typing import Any, NamedTuple, Sequence, cast
 
 from .._errors import PinMismatchError
 from .._hostnames import normalize_hostname
@@ -112,10 +112,24 @@ def _chain_key(hostname: str) -> str:
         return hostname
 
 
-def _check(conn: Any, context: PinnedSSLContext) -> VerificationResult:
-    """Check the pins of an established connection; raise PinMismatchError to refuse it.
+class _Checked(NamedTuple):
+    """What the pins of an established connection are checked on (see ``checked_chain``)."""
 
-    Leaves the chain that was checked on ``conn.pin_chain`` (for HPKP noting).
+    hostname: str
+    chain: list[bytes]
+    validated: bool
+    served: Sequence[bytes]
+    #: A full handshake's chain, to remember for a resumption of its session (see _take_session).
+    resumable: bool
+
+
+def checked_chain(conn: Any, context: Any) -> _Checked:
+    """The chain the pins of ``conn`` (an established client connection of ``context``) are checked on.
+
+    One reading for the hook's check and for a live policy's recheck of a
+    pooled connection, so both judge a connection alike. Raises
+    PinMismatchError when there is nothing to check (no host name, no
+    certificate).
     """
     hostname = conn.server_hostname
     if hostname is None:
@@ -126,52 +140,66 @@ def _check(conn: Any, context: PinnedSSLContext) -> VerificationResult:
     validated = context.verify_mode != _ssl.CERT_NONE
     source = _chains_of(conn)
     verified = _ders(source.get_verified_chain()) if validated and context.check_hostname else []
-    served: Sequence[bytes]
     if verified:
         # The common case: the trust store validated a chain for this name
         # (a full handshake). The policy decides on it; what the peer sent is
         # read only if a report needs it.
-        chain = verified
+        return _Checked(hostname, verified, True, _ServedChain(source), True)
+    served = _ders(source.get_unverified_chain())
+    leaf = served[0] if served else conn.getpeercert(binary_form=True)
+    if not leaf:
+        raise PinMismatchError("pinning: the peer presented no certificate", hostname=hostname)
+    served = served or [leaf]
+    recall = getattr(context, "_recall_chain", None)
+    if validated and context.check_hostname:
+        # A resumed session: OpenSSL keeps the peer's leaf but not the chain
+        # it validated, and does not check the host name again. Use the chain
+        # this context validated for that leaf *and this host name* in the
+        # full handshake that made the session; a session made for another
+        # host (or one no longer remembered) proves nothing about this one,
+        # so then only the leaf can be trusted.
+        known = recall(hostname, leaf, True) if recall is not None else None
+        return _Checked(hostname, known, True, served, False) if known else _Checked(hostname, served, False, served, False)
+    # Nothing validated for this name: the policy gets what the peer sent,
+    # so that a blocked key anywhere in it refuses the connection; only the
+    # leaf can match a pin. Either validation is off (CERT_NONE), or the trust
+    # store validated the chain, but not for this host name (check_hostname
+    # off; urllib3 with assert_hostname matches names itself, after the
+    # handshake): that shows a CA vouches for some name, not for this one. A
+    # CA pin would let any certificate of that CA through, and a first key
+    # recorded from it could be anyone's: so, as under CERT_NONE, only the
+    # leaf can match and nothing is recorded.
+    if getattr(conn, "session_reused", False):
+        # A resumed session holds the leaf alone: what the full handshake
+        # that made the session was checked on, remembered for that leaf and
+        # host name, so that a key blocked since is still seen.
+        known = recall(hostname, leaf, False) if recall is not None else None
+        return _Checked(hostname, known or served, False, served, False)
+    if validated:
+        return _Checked(hostname, _ders(source.get_verified_chain()) or served, False, served, True)
+    return _Checked(hostname, served, False, served, True)
+
+
+def _check(conn: Any, context: PinnedSSLContext) -> VerificationResult:
+    """Check the pins of an established connection; raise PinMismatchError to refuse it.
+
+    Leaves the chain that was checked on ``conn.pin_chain`` (for HPKP noting).
+    """
+    checked = checked_chain(conn, context)
+    if checked.resumable:
         # Kept for a resumption of this session, once the application takes
         # the session (see _take_session): the only way the ssl module resumes.
-        conn._pin_resumable = (hostname, chain)
-        served = _ServedChain(source)
-    else:
-        served = _ders(source.get_unverified_chain())
-        leaf = served[0] if served else conn.getpeercert(binary_form=True)
-        if not leaf:
-            raise PinMismatchError("pinning: the peer presented no certificate", hostname=hostname)
-        served = served or [leaf]
-        if not validated:
-            # Nothing was validated: the policy gets everything the peer sent, so
-            # that a blocked key anywhere in it refuses the connection; only the
-            # leaf can match a pin.
-            chain = served
-        elif not context.check_hostname:
-            # The trust store validated the chain, but not for this host name
-            # (check_hostname off; urllib3 with assert_hostname matches names
-            # itself, after the handshake): it shows that a CA vouches for some
-            # name, not for this one. A CA pin would let any certificate of that
-            # CA through, and a first key recorded from it could be anyone's: so,
-            # as under CERT_NONE, only the leaf can match and nothing is recorded.
-            chain, validated = _ders(source.get_verified_chain()) or served, False
-        else:
-            # A resumed session: OpenSSL keeps the peer's leaf but not the chain
-            # it validated, and does not check the host name again. Use the chain
-            # this context validated for that leaf *and this host name* in the
-            # full handshake that made the session; a session made for another
-            # host (or one no longer remembered) proves nothing about this one,
-            # so then only the leaf can be trusted.
-            known = context._recall_chain(hostname, leaf)
-            chain, validated = (known, True) if known else (served, False)
-    conn.pin_chain = chain
+        conn._pin_resumable = (checked.hostname, checked.chain, checked.validated)
+    conn.pin_chain = checked.chain
     port = getattr(conn, "pin_port", None)  # an SSLObject: set by whoever owns its transport
     if isinstance(conn, _ssl.SSLSocket):
         try:
             port = conn.getpeername()[1]
         except OSError:
             pass
-    return context.pin_policy.verify(hostname, chain, verified=validated, port=port, served_chain=served)
+    return context.pin_policy.verify(
+        checked.hostname, checked.chain, verified=checked.validated, port=port, served_chain=checked.served
+    )
 
 
 def _take_session(conn: Any, session: Any) -> Any:
@@ -407,7 +435,7 @@ class PinnedSSLContext(_ssl.SSLContext):
     sslsocket_class = PinnedSSLSocket
     sslobject_class = PinnedSSLObject
     pin_policy: PinPolicy
-    _chains: OrderedDict[tuple[bytes, str], list[bytes]]
+    _chains: OrderedDict[tuple[bytes, str, bool], list[bytes]]
     _chains_lock: threading.Lock
 
     def __new__(cls, protocol: int = _ssl.PROTOCOL_TLS_CLIENT, *args: Any, **kwargs: Any) -> PinnedSSLContext:
@@ -425,17 +453,18 @@ class PinnedSSLContext(_ssl.SSLContext):
     def options(self, value: int) -> None:
         _SSL_OPTIONS.__set__(self, value | _ssl.OP_NO_RENEGOTIATION)
 
-    def _remember_chain(self, hostname: str, chain: list[bytes]) -> None:
-        key = (chain[0], _chain_key(hostname))
+    def _remember_chain(self, hostname: str, chain: list[bytes], validated: bool) -> None:
+        key = (chain[0], _chain_key(hostname), validated)
         with self._chains_lock:
             self._chains[key] = chain
             self._chains.move_to_end(key)
             while len(self._chains) > _CHAIN_CACHE_SIZE:
                 self._chains.popitem(last=False)
 
-    def _recall_chain(self, hostname: str, leaf: bytes) -> list[bytes] | None:
+    def _recall_chain(self, hostname: str, leaf: bytes, validated: bool) -> list[bytes] | None:
+        """The chain a full handshake for (leaf, host name) was checked on, validated or not."""
         with self._chains_lock:
-            return self._chains.get((leaf, _chain_key(hostname)))
+            return self._chains.get((leaf, _chain_key(hostname), validated))
 
 
 def create_pinned_context(
