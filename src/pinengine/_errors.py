@@ -127,3 +127,15 @@ def der_input_error(data: object, error: Exception) -> Exception:
             "the DER certificates it holds"
         )
     return error
+
+
+#: How much of a value someone else wrote an error message quotes.
+QUOTED_LENGTH = 100
+
+
+def quoted(value: str) -> str:
+    """``value`` as an error message quotes it: its repr, cut after ``QUOTED_LENGTH`` characters, so that a
+    huge value makes a short message (and log line), not one as large as itself."""
+    if len(value) <= QUOTED_LENGTH:
+        return repr(value)
+    return f"{value[:QUOTED_LENGTH]!r}... ({len(value)} characters)"

@@ -19,7 +19,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 from . import _json
 from ._entries import _MODES, _POSITION_NAMES, ENFORCE, POSITIONS, DomainEntry, _parse_host
-from ._errors import PinFormatError, PolicyError
+from ._errors import QUOTED_LENGTH, PinFormatError, PolicyError, quoted
 from ._files import read_at_most
 from ._types import POS_ANY
 from .pins import Pin
@@ -55,9 +55,9 @@ MAX_TTL = 10 * 365 * 24 * 3600
 
 
 def _unknown_key(where: str, key: str, allowed: set[str]) -> PolicyError:
-    hint = difflib.get_close_matches(key, sorted(allowed), n=1)
+    hint = difflib.get_close_matches(key, sorted(allowed), n=1) if len(key) <= QUOTED_LENGTH else []
     extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-    return PolicyError(f"{where}: unknown key {key!r}{extra}; allowed: {', '.join(sorted(allowed))}")
+    return PolicyError(f"{where}: unknown key {quoted(key)}{extra}; allowed: {', '.join(sorted(allowed))}")
 
 
 def _parse_expires(where: str, value: Any) -> _dt.datetime | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Union
 
 from ._backend import cert_digest, hash_bytes, spki_digest, spki_sha256, validate_spki
-from ._errors import CertificateParseError, InsecurePinWarning, PinFormatError
+from ._errors import CertificateParseError, InsecurePinWarning, PinFormatError, quoted
 from ._pem import read_blocks
 from ._types import ALGORITHMS, DIGEST_SIZES, KIND_CERT, KIND_SPKI
 
@@ -35,6 +35,10 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 #: The most pins ``Pin.parse_list`` reads from one list.
 MAX_PIN_LIST = 64
+
+#: The longest text ``Pin.parse`` reads: the longest form (a SHA-512 digest in
+#: hex with colons, 191 characters) with room for its prefix and white space.
+MAX_PIN_LENGTH = 512
 
 
 def _sha1_gate(text: str, allow_sha1: bool) -> None:
@@ -147,6 +151,10 @@ class Pin:
         """
         if not isinstance(text, str):
             raise TypeError(f"a pin must be given as str, not {type(text).__name__}")
+        if len(text) > MAX_PIN_LENGTH:  # before anything reads it, or quotes it whole
+            raise PinFormatError(
+                f"invalid pin {quoted(text)}: longer than any pin is written ({MAX_PIN_LENGTH} characters at most)"
+            )
         if kind is not None and kind not in _KIND_CODES:
             raise PinFormatError(f"unknown pin kind {kind!r}; use 'spki' or 'certificate'")
         stripped = text.strip()

@@ -269,3 +269,26 @@ def test_duplicate_pins_are_still_refused_in_every_spelling() -> None:
     other = f"cert-sha256/{b64}"
     PinPolicy.from_mapping({"domains": [{"host": "a.example", "pins": [str(pin), other]}]})
 
+
+
+# A message quotes what it refuses, and must not grow with it: an 8 MiB value makes an 8 MiB error
+# (in every log line that prints it) unless the quote is cut short.
+_BIG = "A" * (8 << 20)
+_TWO_PINS = ["sha256/" + "A" * 43 + "=", "sha256/" + "B" * 43 + "="]
+REFUSED_HUGE = {
+    "unknown top-level key": lambda: PinPolicy.from_mapping({_BIG: 1, "domains": []}),
+    "unknown entry key": lambda: PinPolicy.from_mapping({"domains": [{"host": "a.test", _BIG: 1}]}),
+    "pin text": lambda: Pin.parse(_BIG),
+    "pin base64": lambda: Pin.parse("sha256/" + _BIG),
+    "pin in a policy": lambda: PinPolicy.from_mapping({"domains": [{"host": "a.test", "pins": [_BIG]}]}),
+    "host": lambda: PinPolicy.from_mapping({"domains": [{"host": _BIG, "pins": _TWO_PINS}]}),
+    "mode": lambda: PinPolicy.from_mapping({"domains": [{"host": "a.test", "pins": _TWO_PINS, "mode": _BIG}]}),
+    "pin list": lambda: Pin.parse_list(_BIG),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED_HUGE))
+def test_an_error_quotes_a_huge_value_cut_short(case: str) -> None:
+    with pytest.raises((PolicyError, ValueError)) as info:
+        REFUSED_HUGE[case]()
+    assert len(str(info.value)) < 1024, len(str(info.value))
