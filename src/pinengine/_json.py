@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-
-class DuplicateKeyError(ValueError):
-    """A JSON object names one key twice."""
+from ._errors import quoted
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -22,12 +20,11 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                shown = key if len(key) <= 64 else key[:64] + "..."
-                raise DuplicateKeyError(f"the key {shown!r} is written twice in one object")
+                raise ValueError(f"the key {quoted(key)} is written twice in one object")
             seen.add(key)
     return obj
 
 
 def loads(text: str | bytes) -> Any:
-    """``json.loads`` that refuses an object naming a key twice (DuplicateKeyError, a ValueError)."""
+    """``json.loads`` that refuses an object naming a key twice (ValueError, as json's own errors are)."""
     return json.loads(text, object_pairs_hook=_object)
