@@ -15,6 +15,20 @@ Findings:
   found: it is judged on its leaf alone, and a key blocked since in the
   chain the full handshake saw passes, while a full handshake in either
   setting refuses it.
+- Error messages still carry whole hostile values, line breaks included
+  (docs/security.md: "Error messages quote a value someone else wrote cut
+  after 100 characters"). A pin-store record's host name goes verbatim into
+  every StoreError about that record (``stores/_base.py``
+  ``PinRecord.from_dict``: ``where = f"{where} ({host})"``), so a shared or
+  corrupt store file adds its own lines (and megabytes) to logs; an unknown
+  record field and an unknown record source are quoted whole too. In a
+  policy, ``mode``, ``expires``, a pin's ``position`` and ``report_uri`` are
+  quoted whole (a 1 MB value makes a 1 MB PolicyError).
+- A store record whose time is a JSON integer too large for a float
+  (``"first_seen": 1000...0``, 400 digits) raises OverflowError out of
+  ``JSONFileStore`` (and so out of ``PinPolicy.verify`` for a dynamic
+  entry), not the StoreError a store promises for a file it cannot read
+  (``stores/_base.py`` ``_number``: ``math.isfinite`` of a huge int).
 """
 
 from __future__ import annotations
@@ -23,7 +37,7 @@ import json
 import socket
 import ssl
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -171,3 +185,129 @@ def test_renegotiation_stays_refused_whatever_is_assigned_to_options(local_chain
     context.options = ssl.OP_NO_COMPRESSION
     assert isinstance(context, PinnedSSLContext)
     assert context.options & ssl.OP_NO_RENEGOTIATION
+
+
+# -- hostile values in error messages ---------------------------------------------------------
+
+PIN_A = OTHER_PIN
+PIN_B = THIRD_PIN
+HUGE = "x" * 200_000 + "\nFORGED LOG LINE"
+#: Longer than any message quoting a value cut after 100 characters needs.
+MESSAGE_BOUND = 2_000
+
+
+def message_of(call: Any) -> str:
+    with pytest.raises(Exception) as info:
+        call()
+    return str(info.value)
+
+
+def short_and_one_line(message: str) -> bool:
+    return len(message) < MESSAGE_BOUND and "FORGED LOG LINE" not in message
+
+
+def store_file(tmp_path: Path, **fields: Any) -> Path:
+    record = {"host": "a.test", "pins": [PIN_A], "first_seen": 1, "last_seen": 1, "expires_at": None,
+              "source": "tofu", **fields}
+    path = tmp_path / "store.json"
+    path.write_text(json.dumps({"format": "pinengine-pin-store", "version": 1, "records": [record]}))
+    return path
+
+
+def read_store(path: Path) -> Any:
+    from pinengine.stores import JSONFileStore
+
+    return JSONFileStore(path).get("b.test")
+
+
+@pytest.mark.xfail(strict=True, reason="finding: a store record's host name is written whole, line breaks and all, "
+                   "into the StoreError (stores/_base.py PinRecord.from_dict where=...)")
+@pytest.mark.parametrize("fields", [{"host": HUGE}, {"host": HUGE, "pins": ["not a pin"]}], ids=["host", "host+pin"])
+def test_a_store_records_host_name_is_quoted_cut_short(tmp_path: Path, fields: dict[str, Any]) -> None:
+    from pinengine.stores import StoreError
+
+    path = store_file(tmp_path, **fields)
+    with pytest.raises(StoreError) as info:
+        read_store(path)
+    assert short_and_one_line(str(info.value)), len(str(info.value))
+
+
+@pytest.mark.xfail(strict=True, reason="finding: an unknown store record field or source is quoted whole in the "
+                   "StoreError (stores/_base.py from_dict / __post_init__, !r)")
+@pytest.mark.parametrize("fields", [{HUGE: 1}, {"source": HUGE}], ids=["field", "source"])
+def test_other_store_record_values_are_quoted_cut_short(tmp_path: Path, fields: dict[str, Any]) -> None:
+    from pinengine.stores import StoreError
+
+    path = store_file(tmp_path, **fields)
+    with pytest.raises(StoreError) as info:
+        read_store(path)
+    assert len(str(info.value)) < MESSAGE_BOUND, len(str(info.value))
+
+
+def test_a_store_records_bad_pin_and_long_report_uri_are_quoted_cut_short(tmp_path: Path) -> None:
+    from pinengine.stores import StoreError
+
+    for fields in ({"pins": ["sha256/" + "A" * 600 + "\nFORGED LOG LINE"]}, {"report_uri": HUGE}):
+        path = store_file(tmp_path, **fields)
+        with pytest.raises(StoreError) as info:
+            read_store(path)
+        assert short_and_one_line(str(info.value)), len(str(info.value))
+
+
+@pytest.mark.xfail(strict=True, reason="finding: a store time written as a huge JSON integer raises OverflowError, "
+                   "not StoreError (stores/_base.py _number: math.isfinite of an int too large for a float)")
+@pytest.mark.parametrize("field", ["first_seen", "last_seen", "expires_at"])
+def test_a_store_time_too_large_for_a_float_is_a_store_error(tmp_path: Path, field: str) -> None:
+    from pinengine.stores import StoreError
+
+    path = store_file(tmp_path)
+    text = path.read_text().replace(f'"{field}": {"null" if field == "expires_at" else "1"}', f'"{field}": 1{"0" * 400}')
+    assert "0" * 400 in text
+    path.write_text(text)
+    with pytest.raises(StoreError):
+        read_store(path)
+
+
+def test_a_store_time_that_is_an_infinite_float_is_a_store_error(tmp_path: Path) -> None:
+    # The control: 1e400 reads as inf, and a non-finite time is refused as corrupt.
+    from pinengine.stores import StoreError
+
+    path = store_file(tmp_path)
+    path.write_text(path.read_text().replace('"first_seen": 1', '"first_seen": 1e400'))
+    with pytest.raises(StoreError):
+        read_store(path)
+
+
+def test_a_store_document_naming_a_key_twice_is_refused(tmp_path: Path) -> None:
+    from pinengine.stores import StoreError
+
+    path = store_file(tmp_path)
+    path.write_text(path.read_text().replace('"source": "tofu"', '"source": "tofu", "source": "hpkp"'))
+    with pytest.raises(StoreError):
+        read_store(path)
+
+
+def policy_with(**fields: Any) -> dict[str, Any]:
+    return {"domains": [{"host": "a.test", "pins": [PIN_A, PIN_B], **fields}]}
+
+
+@pytest.mark.xfail(strict=True, reason="finding: a policy's mode, expires, pin position and report_uri values are "
+                   "quoted whole in the PolicyError (_schema.py, !r), not cut after 100 characters")
+@pytest.mark.parametrize("field", ["mode", "expires", "report_uri", "position"])
+def test_policy_values_are_quoted_cut_short(field: str) -> None:
+    from pinengine import PinPolicy
+
+    if field == "position":
+        mapping = policy_with(pins=[{"pin": PIN_A, "position": HUGE}, PIN_B])
+    else:
+        mapping = policy_with(**{field: HUGE})
+    assert short_and_one_line(message_of(lambda: PinPolicy.from_mapping(mapping)))
+
+
+@pytest.mark.parametrize("mapping", [policy_with(**{HUGE: 1}), {"domains": [{"host": HUGE, "pins": [PIN_A, PIN_B]}]},
+                                     policy_with(pins=["sha256/" + HUGE, PIN_B]), {HUGE: 1, "domains": []}],
+                         ids=["unknown-key", "host", "pin", "top-level-key"])
+def test_policy_keys_hosts_and_pins_are_quoted_cut_short(mapping: dict[str, Any]) -> None:
+    from pinengine import PinPolicy
+
+    assert short_and_one_line(message_of(lambda: PinPolicy.from_mapping(mapping)))
