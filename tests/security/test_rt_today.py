@@ -444,3 +444,33 @@ def test_a_new_connection_through_an_https_proxy_is_refused_once_its_chain_holds
 ) -> None:
     # The control for the finding: the hook itself (a PinnedSSLObject inside urllib3's SSLTransport) refuses it.
     recheck_through_proxy(local_chain, local_server, tmp_path, https_proxy=True, clear_pool=True)
+
+
+# -- plans remembered for exact str names only -----------------------------------------------
+
+
+class Alias(str):
+    """A name whose text is ``bank.test`` but which hashes and compares as ``other.test``."""
+
+    def __hash__(self) -> int:
+        return hash("other.test")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and str.__eq__("other.test", other)
+
+
+@pytest.mark.both_cores
+@pytest.mark.parametrize("batch", [False, True], ids=["verify", "verify_batch"])
+def test_a_str_subclass_posing_as_an_unpinned_name_is_judged_on_its_own_text(backend: str, batch: bool) -> None:
+    from pinengine import PinPolicy
+
+    chain = make_chain("p256", "bank.test")
+    policy = PinPolicy.from_mapping({"domains": [{"host": "bank.test", "pins": [PIN_A, PIN_B]}]})
+    for _ in range(2):  # other.test's plan (unpinned) remembered, then asked again
+        assert policy.verify("other.test", chain.ders[:2]).status.value == "not-pinned"
+    if batch:
+        (outcome,) = policy.verify_batch([(Alias("bank.test"), chain.ders[:2])])
+        assert isinstance(outcome, PinMismatchError), outcome
+    else:
+        with pytest.raises(PinMismatchError):
+            policy.verify(Alias("bank.test"), chain.ders[:2])
