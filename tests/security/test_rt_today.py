@@ -36,6 +36,11 @@ Findings:
   chain, the idle connection stays in the pool and the next request is sent
   on it, while through a plain HTTP proxy the same connection is closed and
   the new handshake refused.
+- ``LivePolicy.watch`` takes any object and silently does nothing for one
+  it cannot recheck: an ``httpx.Client`` pinned with a pinned context (the
+  way the docs pin httpx) keeps its pooled connection after a new version
+  blocks a key of its chain, and the next request is sent on it
+  (``live_policy._pools`` finds no pools; no error, no warning).
 """
 
 from __future__ import annotations
@@ -474,3 +479,56 @@ def test_a_str_subclass_posing_as_an_unpinned_name_is_judged_on_its_own_text(bac
     else:
         with pytest.raises(PinMismatchError):
             policy.verify(Alias("bank.test"), chain.ders[:2])
+
+
+@pytest.mark.xfail(strict=True, reason="finding: LivePolicy.watch(httpx.Client) is accepted and does nothing "
+                   "(live_policy._pools): a newly blocked key stays in use on the pooled connection")
+def test_watch_with_an_httpx_client_rechecks_it_or_says_it_cannot(
+    local_chain: Chain, local_server: TLSServer, tmp_path: Path
+) -> None:
+    httpx = pytest.importorskip("httpx")
+    from pinengine.live_policy import LivePolicy
+
+    path = tmp_path / "policy.json"
+    pins = [pin(local_chain.ders[0]), OTHER_PIN]
+    write_live(path, pins, [])
+    live = LivePolicy.from_file(path, interval=None, on_update="recheck")
+    try:
+        with httpx.Client(verify=create_pinned_context(live, cafile=local_server.cafile)) as client:
+            try:
+                live.watch(client)
+            except (TypeError, ValueError):
+                return  # said: this target cannot be rechecked
+            assert client.get(local_server.url()).status_code == 200
+            write_live(path, pins, [pin(local_chain.ders[1])])
+            assert live.reload()
+            try:
+                client.get(local_server.url())
+            except httpx.HTTPError:
+                pass
+            assert local_server.connections == 2, "the request after the block went on the pooled connection"
+    finally:
+        live.close()
+
+
+def test_a_new_httpx_connection_is_refused_once_its_chain_holds_a_blocked_key(
+    local_chain: Chain, local_server: TLSServer, tmp_path: Path
+) -> None:
+    # The control: the pinned context refuses the key on the next handshake httpx makes.
+    httpx = pytest.importorskip("httpx")
+    from pinengine.live_policy import LivePolicy
+
+    path = tmp_path / "policy.json"
+    pins = [pin(local_chain.ders[0]), OTHER_PIN]
+    write_live(path, pins, [pin(local_chain.ders[1])])
+    live = LivePolicy.from_file(path, interval=None)
+    try:
+        with httpx.Client(verify=create_pinned_context(live, cafile=local_server.cafile)) as client:
+            with pytest.raises(httpx.ConnectError) as info:
+                client.get(local_server.url())
+        cause: BaseException | None = info.value
+        while cause is not None and not isinstance(cause, PinMismatchError):
+            cause = cause.__cause__ or cause.__context__
+        assert isinstance(cause, PinMismatchError), repr(info.value)
+    finally:
+        live.close()
