@@ -19,7 +19,8 @@ Findings:
   (docs/security.md: "Error messages quote a value someone else wrote cut
   after 100 characters"). A pin-store record's host name goes verbatim into
   every StoreError about that record (``stores/_base.py``
-  ``PinRecord.from_dict``: ``where = f"{where} ({host})"``), so a shared or
+  ``PinRecord.from_dict``: ``where = f"{where} ({host})"``; an SQLite row's
+  host column likewise, ``stores/sqlite.py`` ``_record``), so a shared or
   corrupt store file adds its own lines (and megabytes) to logs; an unknown
   record field and an unknown record source are quoted whole too. In a
   policy, ``mode``, ``expires``, a pin's ``position`` and ``report_uri`` are
@@ -244,6 +245,25 @@ def test_a_store_records_host_name_is_quoted_cut_short(tmp_path: Path, fields: d
     path = store_file(tmp_path, **fields)
     with pytest.raises(StoreError) as info:
         read_store(path)
+    assert short_and_one_line(str(info.value)), len(str(info.value))
+
+
+@pytest.mark.xfail(strict=True, reason="finding: an SQLite store row's host column is written whole, line breaks "
+                   "and all, into the StoreError (stores/sqlite.py _record: f\"{where} ({host})\")")
+def test_an_sqlite_store_rows_host_name_is_quoted_cut_short(tmp_path: Path) -> None:
+    import sqlite3
+
+    from pinengine.stores import PinRecord, SQLiteStore, StoreError
+
+    path = tmp_path / "pins.sqlite3"
+    with SQLiteStore(path) as store:
+        store.put(PinRecord.create("a.test", [PIN_A]))
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("UPDATE pin_records SET host = ?, pins = ?", (HUGE, "not json"))
+    db.close()
+    with SQLiteStore(path) as store, pytest.raises(StoreError) as info:
+        store.list()
     assert short_and_one_line(str(info.value)), len(str(info.value))
 
 
