@@ -30,6 +30,12 @@ Findings:
   ``JSONFileStore`` (and so out of ``PinPolicy.verify`` for a dynamic
   entry), not the StoreError a store promises for a file it cannot read
   (``stores/_base.py`` ``_number``: ``math.isfinite`` of a huge int).
+- An unsigned bundle (read before its signature is checked: bytes a device
+  fetched) writes its own text into the BundleError: the names of unknown
+  outer keys are joined whole (``bundles.py`` ``read_bundle``: ``found
+  {', '.join(sorted(map(str, outer)))}``), 1 MB and line breaks included, and
+  a ``key_id`` (up to 128 characters) goes verbatim, line breaks included,
+  into UntrustedKeyError.
 - ``LivePolicy(on_update="recheck")`` does not recheck pooled connections
   made through an HTTPS proxy (``live_policy.recheck`` looks only at
   ``ssl.SSLSocket``; urllib3 tunnels TLS in TLS with an ``SSLTransport``
@@ -552,3 +558,49 @@ def test_a_new_httpx_connection_is_refused_once_its_chain_holds_a_blocked_key(
         assert isinstance(cause, PinMismatchError), repr(info.value)
     finally:
         live.close()
+
+
+# -- unsigned bundles in error messages ---------------------------------------------------------
+
+
+def bundle_keys() -> Any:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    return [ed25519.Ed25519PrivateKey.generate().public_key()]
+
+
+def outer_bundle(**fields: Any) -> bytes:
+    doc = {"format": "pinengine-bundle/1", "key_id": "k", "payload": "", "signature": "", **fields}
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.xfail(strict=True, reason="finding: an unsigned bundle's unknown keys are joined whole into the "
+                   "BundleError (bundles.py read_bundle: found ...), line breaks and all")
+def test_an_unsigned_bundles_unknown_keys_are_quoted_cut_short() -> None:
+    from pinengine.bundles import BundleError, read_bundle
+
+    data = outer_bundle(**{"x" * 100_000 + "\nFORGED LOG LINE": 1})
+    with pytest.raises(BundleError) as info:
+        read_bundle(data, bundle_keys())
+    assert short_and_one_line(str(info.value)), len(str(info.value))
+
+
+@pytest.mark.xfail(strict=True, reason="finding: an unsigned bundle's key_id goes verbatim, line breaks and all, "
+                   "into UntrustedKeyError (bundles.py read_bundle)")
+def test_an_unsigned_bundles_key_id_does_not_add_lines_to_the_error() -> None:
+    from pinengine.bundles import BundleError, read_bundle
+
+    data = outer_bundle(key_id="k\nFORGED LOG LINE")
+    with pytest.raises(BundleError) as info:
+        read_bundle(data, bundle_keys())
+    assert "\n" not in str(info.value), str(info.value)
+
+
+def test_an_unsigned_bundles_oversized_key_id_and_duplicate_keys_are_refused_briefly() -> None:
+    from pinengine.bundles import BundleError, read_bundle
+
+    for data in (outer_bundle(key_id="k" * 100_000),
+                 outer_bundle().replace(b'"key_id": "k"', b'"key_id": "k", "key_id": "' + b"x" * 100_000 + b'"')):
+        with pytest.raises(BundleError) as info:
+            read_bundle(data, bundle_keys())
+        assert len(str(info.value)) < MESSAGE_BOUND, len(str(info.value))
