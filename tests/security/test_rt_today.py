@@ -604,3 +604,56 @@ def test_an_unsigned_bundles_oversized_key_id_and_duplicate_keys_are_refused_bri
         with pytest.raises(BundleError) as info:
             read_bundle(data, bundle_keys())
         assert len(str(info.value)) < MESSAGE_BOUND, len(str(info.value))
+
+
+# -- settings on a live policy ------------------------------------------------------------------
+
+
+def live_mapping() -> dict[str, Any]:
+    return {"domains": [{"host": "a.test", "pins": [PIN_A, PIN_B]}]}
+
+
+def test_a_setting_made_while_versions_are_swapped_reaches_every_later_version() -> None:
+    from pinengine import PinPolicy
+    from pinengine.live_policy import LivePolicy
+
+    live = LivePolicy.from_mapping(live_mapping())
+    stop = threading.Event()
+
+    def swap() -> None:
+        while not stop.is_set():
+            live.update(PinPolicy.from_mapping(live_mapping()))
+
+    thread = threading.Thread(target=swap)
+    thread.start()
+    try:
+        for value in range(1, 200):
+            live.cache_ttl = float(value)
+            live.hpkp = bool(value % 2)
+    finally:
+        stop.set()
+        thread.join(10)
+    live.update(PinPolicy.from_mapping(live_mapping()))
+    assert live.current.cache_ttl == 199.0 and live.current.hpkp is True
+    assert live.updates > 1
+
+
+@pytest.mark.parametrize("name", ["entries", "blocked_pins", "allow_sha1", "source", "store"])
+def test_what_a_version_is_made_of_cannot_be_set_on_the_live_policy(name: str) -> None:
+    from pinengine.live_policy import LivePolicy
+
+    live = LivePolicy.from_mapping(live_mapping())
+    before = getattr(live.current, name, None) if name != "store" else None
+    with pytest.raises(AttributeError):
+        setattr(live, name, ())
+    if name != "store":
+        assert getattr(live.current, name) == before
+
+
+def test_hpkp_report_uri_with_control_characters_is_refused() -> None:
+    from pinengine.hpkp import HPKPError, parse_header
+
+    for uri in ("https://r.test/\x1b[2J", "https://r.test/a\rb", "https://r.test/a\nb", "https://r.test/\u2028"):
+        with pytest.raises(HPKPError) as info:
+            parse_header(f'max-age=60; pin-sha256="{"A" * 43}="; pin-sha256="{"B" * 42}A="; report-uri="{uri}"')
+        assert "\n" not in str(info.value) and "\x1b" not in str(info.value)
