@@ -64,7 +64,7 @@ import pytest
 
 from pinengine import Pin, PinMismatchError
 from pinengine.hooks.ssl import PinnedSSLContext, create_pinned_context
-from tests.certs import Chain, key_pem, make_chain, pem
+from tests.certs import Chain, key_pem, make_cert, make_chain, new_key, pem
 from tests.proxy import ConnectProxy
 from tests.tls import TLSServer
 
@@ -657,3 +657,61 @@ def test_hpkp_report_uri_with_control_characters_is_refused() -> None:
         with pytest.raises(HPKPError) as info:
             parse_header(f'max-age=60; pin-sha256="{"A" * 43}="; pin-sha256="{"B" * 42}A="; report-uri="{uri}"')
         assert "\n" not in str(info.value) and "\x1b" not in str(info.value)
+
+
+# -- CERT_OPTIONAL: is a chain that failed validation ever taken as validated? -----------------
+
+BANK = "bank.test"
+
+
+def forged_leaf_chain(real: Chain) -> Chain:
+    """A leaf for bank.test naming the real intermediate as issuer (its key identifier too), signed by
+    another key: a chain OpenSSL builds up to the real root, but whose first signature is false."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    attacker, key = new_key("p256"), new_key("p256")
+    now = dt.datetime.now(dt.timezone.utc)
+    ski = real.intermediate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, BANK)]))
+        .issuer_name(real.intermediate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(BANK)]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(attacker, hashes.SHA256())
+    )
+    return Chain(leaf, real.intermediate, real.root, key, real.intermediate_key, real.root_key)
+
+
+@pytest.mark.parametrize("impostor", ["other-name", "forged-signature"])
+@pytest.mark.parametrize("verify_mode", [ssl.CERT_REQUIRED, ssl.CERT_OPTIONAL], ids=["REQUIRED", "OPTIONAL"])
+def test_a_ca_pinned_host_refuses_an_impostor_whatever_verify_mode_says(impostor: str, verify_mode: int) -> None:
+    from pinengine import PinPolicy
+
+    real = make_chain("p256", BANK)
+    if impostor == "other-name":  # a genuine certificate of the pinned CA, for another name
+        key = new_key("p256")
+        leaf = make_cert("evil.test", key, real.intermediate, real.intermediate_key, ca=False, sans=("evil.test",))
+        served = Chain(leaf, real.intermediate, real.root, key, real.intermediate_key, real.root_key)
+    else:
+        served = forged_leaf_chain(real)
+    policy = PinPolicy.from_mapping({"domains": [{"host": BANK, "pins": [pin(real.ders[1]), pin(real.ders[2])]}]})
+    with TLSServer(served) as server:
+        context = create_pinned_context(policy, cafile=server.cafile)
+        context.verify_mode = verify_mode
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        try:
+            with pytest.raises(ssl.SSLError):
+                context.wrap_socket(sock, server_hostname=BANK).close()
+        finally:
+            sock.close()
