@@ -36,6 +36,11 @@ Findings:
   {', '.join(sorted(map(str, outer)))}``), 1 MB and line breaks included, and
   a ``key_id`` (up to 128 characters) goes verbatim, line breaks included,
   into UntrustedKeyError.
+- A server's ``Public-Key-Pins`` header has its values quoted whole in the
+  HPKPError that noting logs for every response: a pin-sha256, max-age or
+  includeSubDomains value of 8,000 characters makes an 8.4 KB message
+  (``hpkp/_header.py`` ``_parse_pin`` / ``_parse_max_age`` / ``parse_header``,
+  ``{value!r}``); the header itself is cut at 300 characters.
 - ``LivePolicy(on_update="recheck")`` does not recheck pooled connections
   made through an HTTPS proxy (``live_policy.recheck`` looks only at
   ``ssl.SSLSocket``; urllib3 tunnels TLS in TLS with an ``SSLTransport``
@@ -715,3 +720,30 @@ def test_a_ca_pinned_host_refuses_an_impostor_whatever_verify_mode_says(impostor
                 context.wrap_socket(sock, server_hostname=BANK).close()
         finally:
             sock.close()
+
+
+# -- a server's HPKP header in error messages ---------------------------------------------------
+
+LONG_VALUE = "A" * 8000
+
+
+@pytest.mark.xfail(strict=True, reason="finding: values of a server's HPKP header are quoted whole in HPKPError "
+                   "(hpkp/_header.py, {value!r}): an 8 KB value makes an 8 KB message")
+@pytest.mark.parametrize("header", [f'max-age=60; pin-sha256="{LONG_VALUE}"', f"max-age={LONG_VALUE}",
+                                    f"max-age=60; includeSubDomains={LONG_VALUE}",
+                                    f"max-age=60; pin-sha256={LONG_VALUE}"],
+                         ids=["pin", "max-age", "includeSubDomains", "unquoted-pin"])
+def test_hpkp_header_values_are_quoted_cut_short(header: str) -> None:
+    from pinengine.hpkp import HPKPError, parse_header
+
+    with pytest.raises(HPKPError) as info:
+        parse_header(header)
+    assert len(str(info.value)) < MESSAGE_BOUND, len(str(info.value))
+
+
+def test_an_hpkp_header_over_its_bound_is_refused_with_a_short_message() -> None:
+    from pinengine.hpkp import HPKPError, parse_header
+
+    with pytest.raises(HPKPError) as info:
+        parse_header(f"max-age=60; {LONG_VALUE}=1; {LONG_VALUE}=2")
+    assert len(str(info.value)) < MESSAGE_BOUND, len(str(info.value))
