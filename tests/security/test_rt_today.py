@@ -41,6 +41,12 @@ Findings:
   includeSubDomains value of 8,000 characters makes an 8.4 KB message
   (``hpkp/_header.py`` ``_parse_pin`` / ``_parse_max_age`` / ``parse_header``,
   ``{value!r}``); the header itself is cut at 300 characters.
+- A certificate name is formatted in quadratic time: ``_types._decode_oid``
+  shifts one growing integer per byte of an OID (``value << 7``), so a
+  subject holding one 128 KB OID takes ~2.4 s to format on either core
+  (``parse_certificate(der).subject``, every PinMismatchError message, the
+  output of ``pinengine verify`` on a chain file of up to 16 MiB: minutes),
+  and the name then comes out as its whole hex (256 KB) in the message.
 - ``LivePolicy(on_update="recheck")`` does not recheck pooled connections
   made through an HTTPS proxy (``live_policy.recheck`` looks only at
   ``ssl.SSLSocket``; urllib3 tunnels TLS in TLS with an ``SSLTransport``
@@ -747,3 +753,39 @@ def test_an_hpkp_header_over_its_bound_is_refused_with_a_short_message() -> None
     with pytest.raises(HPKPError) as info:
         parse_header(f"max-age=60; {LONG_VALUE}=1; {LONG_VALUE}=2")
     assert len(str(info.value)) < MESSAGE_BOUND, len(str(info.value))
+
+
+# -- the cost of formatting a certificate's name -------------------------------------------------
+
+
+def der_with_long_oid(size: int) -> bytes:
+    """A generated leaf whose subject is one attribute with an OID of ``size`` continuation bytes."""
+    from tests.der import SUBJECT, Node, cert_tree, prim, seq, tbs
+
+    root = cert_tree()
+    oid = prim(0x06, b"\x2a" + b"\xff" * size + b"\x01")
+    tbs(root)[SUBJECT] = seq(Node(0x31, kids=[seq(oid, prim(0x0C, b"x"))]))
+    return root.encode()
+
+
+@pytest.mark.both_cores
+@pytest.mark.xfail(strict=True, reason="finding: a name holding a long OID is formatted in quadratic time "
+                   "(_types._decode_oid: value << 7 per byte); 96 KB takes over a second")
+def test_a_long_oid_in_a_subject_is_formatted_in_linear_time(backend: str) -> None:
+    import time
+
+    from pinengine import parse_certificate
+
+    der = der_with_long_oid(96_000)
+    started = time.perf_counter()
+    subject = parse_certificate(der).subject
+    elapsed = time.perf_counter() - started
+    assert subject
+    assert elapsed < 0.3, f"{elapsed:.2f} s to format one name"
+
+
+@pytest.mark.both_cores
+def test_a_short_oid_in_a_subject_is_formatted(backend: str) -> None:
+    from pinengine import parse_certificate
+
+    assert parse_certificate(der_with_long_oid(2)).subject.endswith("=x")
