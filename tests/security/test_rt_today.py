@@ -789,3 +789,14 @@ def test_a_short_oid_in_a_subject_is_formatted(backend: str) -> None:
     from pinengine import parse_certificate
 
     assert parse_certificate(der_with_long_oid(2)).subject.endswith("=x")
+
+
+@pytest.mark.parametrize("spelling", ["bu\u0308cher.test", "B\u00dcCHER.test.", "b\u00fccher\uff0etest",
+                                      "xn--bcher-kva.test"])
+def test_a_second_entry_for_another_spelling_of_a_name_is_refused(spelling: str) -> None:
+    from pinengine import PinPolicy, PolicyError
+
+    mapping = {"domains": [{"host": "b\u00fccher.test", "pins": [PIN_A, PIN_B]},
+                           {"host": spelling, "pins": [PIN_B, "sha256/" + "C" * 42 + "A="], "mode": "report-only"}]}
+    with pytest.raises(PolicyError, match="duplicate entry"):
+        PinPolicy.from_mapping(mapping)
