@@ -10,8 +10,7 @@ Findings:
   ``(leaf, host name, validated)``, where ``validated`` is read from the
   context *now*, not from the full handshake that made the session. A
   client whose context changes ``verify_mode`` / ``check_hostname`` between
-  connections (urllib3 writes ``verify_mode`` into a caller's context on
-  every connection) resumes a session whose remembered chain is then never
+  connections resumes a session whose remembered chain is then never
   found: it is judged on its leaf alone, and a key blocked since in the
   chain the full handshake saw passes, while a full handshake in either
   setting refuses it.
