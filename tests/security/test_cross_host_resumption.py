@@ -147,10 +147,9 @@ def test_remembered_chains_are_bounded(evil: Chain) -> None:
     for i in range(hook._CHAIN_CACHE_SIZE + 10):
         ctx._remember_chain(f"host{i}.test", evil.ders, i % 2 == 0)
     assert len(ctx._chains) == hook._CHAIN_CACHE_SIZE
-    assert ctx._recall_chain("host0.test", evil.ders[0], True) is None
+    assert ctx._recall_chain("host0.test", evil.ders[0]) is None
     last = hook._CHAIN_CACHE_SIZE + 9
-    assert ctx._recall_chain(f"host{last}.test", evil.ders[0], False) == evil.ders
-    # A chain checked without validation never answers for a validated resumption, nor the reverse.
-    assert ctx._recall_chain(f"host{last}.test", evil.ders[0], True) is None
-    assert ctx._recall_chain(f"host{last - 1}.test", evil.ders[0], False) is None
-    assert ctx._recall_chain("elsewhere.test", evil.ders[0], False) is None
+    # Each chain is remembered with whether its full handshake validated it for the name.
+    assert ctx._recall_chain(f"host{last}.test", evil.ders[0]) == (evil.ders, False)
+    assert ctx._recall_chain(f"host{last - 1}.test", evil.ders[0]) == (evil.ders, True)
+    assert ctx._recall_chain("elsewhere.test", evil.ders[0]) is None

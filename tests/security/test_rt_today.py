@@ -171,9 +171,6 @@ SWITCHES = [("validated", "CERT_NONE"), ("CERT_NONE", "validated"), ("validated"
             ("no-host-check", "validated")]
 
 
-@pytest.mark.xfail(strict=True, reason="finding: a resumed session is looked up under the context's validation "
-                   "setting of now, not of its full handshake: its remembered chain is missed and a key blocked "
-                   "since in that chain passes (hooks/ssl.py checked_chain, recall(..., validated))")
 @pytest.mark.parametrize(("first", "then"), SWITCHES, ids=["-then-".join(s) for s in SWITCHES])
 def test_a_resumed_session_is_refused_after_a_mode_switch_once_its_chain_holds_a_blocked_key(
     local_chain: Chain, local_server: TLSServer, tmp_path: Path, first: str, then: str

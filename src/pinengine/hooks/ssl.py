@@ -155,11 +155,15 @@ def checked_chain(conn: Any, context: Any) -> _Checked:
         # A resumed session: OpenSSL keeps the peer's leaf but not the chain
         # it validated, and does not check the host name again. Use the chain
         # this context validated for that leaf *and this host name* in the
-        # full handshake that made the session; a session made for another
-        # host (or one no longer remembered) proves nothing about this one,
-        # so then only the leaf can be trusted.
-        known = recall(hostname, leaf, True) if recall is not None else None
-        return _Checked(hostname, known, True, served, False) if known else _Checked(hostname, served, False, served, False)
+        # full handshake that made the session. A session made for another
+        # host, one no longer remembered, or one whose full handshake was not
+        # validated for this name (the context's settings changed since)
+        # proves nothing about this one: then only the leaf can match, and
+        # a blocked key in what the full handshake was checked on refuses.
+        known = recall(hostname, leaf) if recall is not None else None
+        if known is not None and known[1]:
+            return _Checked(hostname, known[0], True, served, False)
+        return _Checked(hostname, known[0] if known else served, False, served, False)
     # Nothing validated for this name: the policy gets what the peer sent,
     # so that a blocked key anywhere in it refuses the connection; only the
     # leaf can match a pin. Either validation is off (CERT_NONE), or the trust
@@ -173,8 +177,8 @@ def checked_chain(conn: Any, context: Any) -> _Checked:
         # A resumed session holds the leaf alone: what the full handshake
         # that made the session was checked on, remembered for that leaf and
         # host name, so that a key blocked since is still seen.
-        known = recall(hostname, leaf, False) if recall is not None else None
-        return _Checked(hostname, known or served, False, served, False)
+        known = recall(hostname, leaf) if recall is not None else None
+        return _Checked(hostname, known[0] if known else served, False, served, False)
     if validated:
         return _Checked(hostname, _ders(source.get_verified_chain()) or served, False, served, True)
     return _Checked(hostname, served, False, served, True)
@@ -435,7 +439,7 @@ class PinnedSSLContext(_ssl.SSLContext):
     sslsocket_class = PinnedSSLSocket
     sslobject_class = PinnedSSLObject
     pin_policy: PinPolicy
-    _chains: OrderedDict[tuple[bytes, str, bool], list[bytes]]
+    _chains: OrderedDict[tuple[bytes, str], tuple[list[bytes], bool]]
     _chains_lock: threading.Lock
 
     def __new__(cls, protocol: int = _ssl.PROTOCOL_TLS_CLIENT, *args: Any, **kwargs: Any) -> PinnedSSLContext:
@@ -454,17 +458,18 @@ class PinnedSSLContext(_ssl.SSLContext):
         _SSL_OPTIONS.__set__(self, value | _ssl.OP_NO_RENEGOTIATION)
 
     def _remember_chain(self, hostname: str, chain: list[bytes], validated: bool) -> None:
-        key = (chain[0], _chain_key(hostname), validated)
+        key = (chain[0], _chain_key(hostname))
         with self._chains_lock:
-            self._chains[key] = chain
+            self._chains[key] = (chain, validated)
             self._chains.move_to_end(key)
             while len(self._chains) > _CHAIN_CACHE_SIZE:
                 self._chains.popitem(last=False)
 
-    def _recall_chain(self, hostname: str, leaf: bytes, validated: bool) -> list[bytes] | None:
-        """The chain a full handshake for (leaf, host name) was checked on, validated or not."""
+    def _recall_chain(self, hostname: str, leaf: bytes) -> tuple[list[bytes], bool] | None:
+        """``(chain, validated)``: what the last full handshake for (leaf, host name) was checked on, and
+        whether it was validated for that name then (whatever this context's settings are now)."""
         with self._chains_lock:
-            return self._chains.get((leaf, _chain_key(hostname), validated))
+            return self._chains.get((leaf, _chain_key(hostname)))
 
 
 def create_pinned_context(
