@@ -133,9 +133,20 @@ def der_input_error(data: object, error: Exception) -> Exception:
 QUOTED_LENGTH = 100
 
 
-def quoted(value: str) -> str:
-    """``value`` as an error message quotes it: its repr, cut after ``QUOTED_LENGTH`` characters, so that a
-    huge value makes a short message (and log line), not one as large as itself."""
-    if len(value) <= QUOTED_LENGTH:
-        return repr(value)
-    return f"{value[:QUOTED_LENGTH]!r}... ({len(value)} characters)"
+def quoted(value: object) -> str:
+    """``value`` as an error message quotes it: its repr (no line breaks), cut after ``QUOTED_LENGTH``
+    characters, so that a huge value makes a short message (and log line), not one as large as itself."""
+    if isinstance(value, str):
+        if len(value) <= QUOTED_LENGTH:
+            return repr(value)
+        return f"{value[:QUOTED_LENGTH]!r}... ({len(value)} characters)"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"an integer of {value.bit_length()} bits"  # (repr of a huge int is refused, or slow)
+    text = repr(value)
+    return text if len(text) <= QUOTED_LENGTH else f"{text[:QUOTED_LENGTH]}... (a {type(value).__name__})"
+
+
+def named(value: str) -> str:
+    """A name (a host, a record's key) as a message shows it: as it is when it is short and printable,
+    else ``quoted``."""
+    return value if len(value) <= QUOTED_LENGTH and value.isprintable() else quoted(value)

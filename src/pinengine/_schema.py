@@ -68,7 +68,7 @@ def _parse_expires(where: str, value: Any) -> _dt.datetime | None:
         try:
             value = _dt.date.fromisoformat(value) if len(value) == 10 else _dt.datetime.fromisoformat(value)
         except ValueError:
-            raise PolicyError(f"{where}.expires: {value!r} is not a date (YYYY-MM-DD) or ISO 8601 datetime") from None
+            raise PolicyError(f"{where}.expires: {quoted(value)} is not a date (YYYY-MM-DD) or ISO 8601 datetime") from None
     try:
         if isinstance(value, _dt.datetime):
             if value.tzinfo is None:
@@ -139,7 +139,7 @@ def read_mapping(mapping: Mapping[str, Any], source: str) -> tuple[list[DomainEn
             raise _unknown_key(source, key, _POLICY_KEYS)
     version = mapping.get("version", 1)
     if type(version) is not int or version != 1:
-        raise PolicyError(f"{source}: version {version!r} is not supported (this pinengine reads version 1)")
+        raise PolicyError(f"{source}: version {quoted(version)} is not supported (this pinengine reads version 1)")
     allow_sha1 = mapping.get("allow_sha1", False)
     if not isinstance(allow_sha1, bool):
         raise PolicyError(f"{source}: allow_sha1 must be true or false")
@@ -241,7 +241,7 @@ def _parse_pin_list(where: str, value: Any, shared: _Shared) -> tuple[Pin, ...]:
 
 def _parse_position(where: str, value: Any) -> int:
     if not isinstance(value, str) or value not in POSITIONS:
-        raise PolicyError(f"{where}: position {value!r} is not one of {', '.join(POSITIONS)}")
+        raise PolicyError(f"{where}: position {quoted(value)} is not one of {', '.join(POSITIONS)}")
     return POSITIONS[value]
 
 
@@ -306,7 +306,7 @@ def _parse_entry(where: str, item: Any, shared: _Shared) -> DomainEntry:
         positions.append(position)
     mode = item.get("mode", ENFORCE)
     if mode not in _MODES:
-        raise PolicyError(f"{where}.mode: {mode!r} is not one of {', '.join(_MODES)}")
+        raise PolicyError(f"{where}.mode: {quoted(mode)} is not one of {', '.join(_MODES)}")
     report_uri = item.get("report_uri", ())
     if isinstance(report_uri, str):
         report_uri = (report_uri,)
@@ -314,7 +314,7 @@ def _parse_entry(where: str, item: Any, shared: _Shared) -> DomainEntry:
         raise PolicyError(f"{where}.report_uri: expected a URL or a list of URLs")
     for uri in report_uri:
         if not (uri.startswith("https://") or uri.startswith("http://")):
-            raise PolicyError(f"{where}.report_uri: {uri!r} is not an http(s) URL")
+            raise PolicyError(f"{where}.report_uri: {quoted(uri)} is not an http(s) URL")
     blocked = item.get("blocked_pins", ())
     expires = item.get("expires")
     ttl = item.get("ttl")

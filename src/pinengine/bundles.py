@@ -36,6 +36,7 @@ from ._errors import (
     ExpiredBundleError,
     StaleBundleError,
     UntrustedKeyError,
+    quoted,
 )
 from ._files import read_at_most
 
@@ -258,9 +259,9 @@ def _time(where: str, value: Any) -> _dt.datetime | None:
     try:
         parsed = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise BundleFormatError(f"{where}: {value!r} is not an ISO 8601 time") from None
+        raise BundleFormatError(f"{where}: {quoted(value)} is not an ISO 8601 time") from None
     if parsed.tzinfo is None:
-        raise BundleFormatError(f"{where}: {value!r} has no timezone")
+        raise BundleFormatError(f"{where}: {quoted(value)} has no timezone")
     return _to_utc(parsed)
 
 
@@ -312,7 +313,7 @@ def read_bundle(
     if extra or set(outer) != _OUTER_KEYS:
         raise BundleFormatError(
             f"{source}: a bundle has exactly the keys {', '.join(sorted(_OUTER_KEYS))}; "
-            f"found {', '.join(sorted(map(str, outer)))}"
+            f"found {', '.join(quoted(k) for k in sorted(map(str, outer))[:len(_OUTER_KEYS) + 2])}"
         )
     kid = outer["key_id"]
     if not isinstance(kid, str) or len(kid) > 128:
@@ -322,7 +323,7 @@ def read_bundle(
     key = keys.get(kid)
     if key is None:
         raise UntrustedKeyError(
-            f"{source}: signed by the key {kid}, which is not trusted; trusted keys: {', '.join(sorted(keys))}"
+            f"{source}: signed by the key {quoted(kid)}, which is not trusted; trusted keys: {', '.join(sorted(keys))}"
         )
     from cryptography.exceptions import InvalidSignature
 

@@ -12,6 +12,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from .._errors import HPKPError
+from .._errors import quoted as _quoted
 from ..pins import Pin
 
 __all__ = [
@@ -139,12 +140,12 @@ class _Parser:
                     break
                 nxt = self.text[self.i + 1]
                 if not _quotable(nxt):
-                    raise self.fail(f"character {nxt!r} cannot be escaped in a quoted string (position {self.i + 1})")
+                    raise self.fail(f"character {_quoted(nxt)} cannot be escaped in a quoted string (position {self.i + 1})")
                 out.append(nxt)
                 self.i += 2
                 continue
             if not _qdtext(c):
-                raise self.fail(f"character {c!r} is not allowed in a quoted string (position {self.i})")
+                raise self.fail(f"character {_quoted(c)} is not allowed in a quoted string (position {self.i})")
             out.append(c)
             self.i += 1
         raise self.fail(f"unterminated quoted string starting at position {start}")
@@ -181,12 +182,12 @@ class _Parser:
                     value = self.token()
                     if not value:
                         if self.at_end() or self.peek() == ";":
-                            raise self.fail(f"directive {name!r} has '=' but no value (position {where})")
-                        raise self.fail(self._unexpected(f"the value of {name!r} (a token or a quoted string)"))
+                            raise self.fail(f"directive {_quoted(name)} has '=' but no value (position {where})")
+                        raise self.fail(self._unexpected(f"the value of {_quoted(name)} (a token or a quoted string)"))
             self.skip_ows()
             if not self.at_end():
                 if self.peek() != ";":
-                    raise self.fail(self._unexpected(f"';' after directive {name!r}"))
+                    raise self.fail(self._unexpected(f"';' after directive {_quoted(name)}"))
                 self.i += 1
             found.append((name, value, quoted))
 
@@ -197,7 +198,7 @@ class _Parser:
             hint = " (a ',' outside quotes: several header fields joined into one? only the first counts)"
         elif c == "=":
             hint = " (a directive name must come before '=')"
-        return f"expected {wanted} at position {self.i}, found {c!r}{hint}"
+        return f"expected {wanted} at position {self.i}, found {_quoted(c)}{hint}"
 
 
 def _parse_max_age(parser: _Parser, value: str | None) -> int:
@@ -205,8 +206,8 @@ def _parse_max_age(parser: _Parser, value: str | None) -> int:
         raise parser.fail("max-age needs a value (max-age=<seconds>)")
     if not value.isascii() or not value.isdigit():
         if value.startswith("-") and value[1:].isdigit():
-            raise parser.fail(f"max-age {value!r} is negative; it is a number of seconds >= 0")
-        raise parser.fail(f"max-age {value!r} is not a number of seconds (digits only)")
+            raise parser.fail(f"max-age {_quoted(value)} is negative; it is a number of seconds >= 0")
+        raise parser.fail(f"max-age {_quoted(value)} is not a number of seconds (digits only)")
     digits = value.lstrip("0") or "0"
     if len(digits) > 10:  # certainly > 2**31; avoid converting absurdly long numbers
         return _DELTA_SECONDS_MAX
@@ -217,7 +218,7 @@ def _parse_pin(parser: _Parser, value: str | None, quoted: bool) -> Pin:
     if value is None:
         raise parser.fail(f'{_PIN_DIRECTIVE} needs a value ({_PIN_DIRECTIVE}="<base64>")')
     if not quoted:
-        raise parser.fail(f'the {_PIN_DIRECTIVE} value {value!r} must be a quoted string ({_PIN_DIRECTIVE}="...")')
+        raise parser.fail(f'the {_PIN_DIRECTIVE} value {_quoted(value)} must be a quoted string ({_PIN_DIRECTIVE}="...")')
     if not value:
         raise parser.fail(f"{_PIN_DIRECTIVE} is empty")
     try:
@@ -226,14 +227,14 @@ def _parse_pin(parser: _Parser, value: str | None, quoted: bool) -> Pin:
         why = "URL-safe alphabet; use standard base64 with + and /" if ("-" in value or "_" in value) else (
             f"length {len(value)} is not a multiple of 4" if len(value) % 4 else "characters outside base64"
         )
-        raise parser.fail(f"{_PIN_DIRECTIVE} {value!r} is not valid base64 ({why})") from None
+        raise parser.fail(f"{_PIN_DIRECTIVE} {_quoted(value)} is not valid base64 ({why})") from None
     if len(digest) != 32:
         raise parser.fail(
-            f"{_PIN_DIRECTIVE} {value!r} is {len(digest)} bytes, not a SHA-256 digest (32 bytes, {_SHA256_B64_LEN} "
+            f"{_PIN_DIRECTIVE} {_quoted(value)} is {len(digest)} bytes, not a SHA-256 digest (32 bytes, {_SHA256_B64_LEN} "
             "base64 characters)"
         )
     if base64.b64encode(digest).decode("ascii") != value:
-        raise parser.fail(f"{_PIN_DIRECTIVE} {value!r} is not canonical base64 (stray bits before the padding)")
+        raise parser.fail(f"{_PIN_DIRECTIVE} {_quoted(value)} is not canonical base64 (stray bits before the padding)")
     return Pin("sha256", digest)
 
 
@@ -279,29 +280,29 @@ def parse_header(value: str, *, report_only: bool = False) -> HPKPHeader:
                     raise parser.fail(f"{len(pins)} {_PIN_DIRECTIVE} pins, more than {MAX_PINS} (MAX_PINS)")
             continue  # other algorithms: ignored (RFC 7469 §2.1.1)
         if key in seen:
-            raise parser.fail(f"directive {name!r} appears twice (first as {seen[key]!r}); only pin-* may repeat")
+            raise parser.fail(f"directive {_quoted(name)} appears twice (first as {_quoted(seen[key])}); only pin-* may repeat")
         seen[key] = name
         if key == "max-age":
             max_age = _parse_max_age(parser, val)
         elif key == "includesubdomains":
             if val is not None:
-                raise parser.fail(f"includeSubDomains takes no value, found {name}={val!r}")
+                raise parser.fail(f"includeSubDomains takes no value, found {name}={_quoted(val)}")
             include_subdomains = True
         elif key == "report-uri":
             if val is None:
                 raise parser.fail('report-uri needs a value (report-uri="<URI>")')
             if not quoted:
-                raise parser.fail(f'the report-uri value {val!r} must be a quoted string (report-uri="...")')
+                raise parser.fail(f'the report-uri value {_quoted(val)} must be a quoted string (report-uri="...")')
             if len(val) > MAX_REPORT_URI_LENGTH:
                 raise parser.fail(
                     f"report-uri is {len(val)} characters, longer than {MAX_REPORT_URI_LENGTH} (MAX_REPORT_URI_LENGTH)"
                 )
             if not val.strip() or any(c in val for c in ' \t"<>\\^`{|}') or any(ord(c) > 0x7E for c in val):
-                raise parser.fail(f"report-uri {val!r} is not a URI")
+                raise parser.fail(f"report-uri {_quoted(val)} is not a URI")
             try:
                 urllib.parse.urlsplit(val)  # note_response resolves and splits it: what fails there must fail here
             except ValueError as exc:
-                raise parser.fail(f"report-uri {val!r} is not a URI ({exc})") from None
+                raise parser.fail(f"report-uri {_quoted(val)} is not a URI ({exc})") from None
             report_uri = val
         # anything else: an unknown directive, ignored
     if max_age is None and not report_only:

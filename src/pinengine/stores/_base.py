@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any, Callable, Iterable, Union
 
 from .. import _json
-from .._errors import NoRecordError, StoreError
+from .._errors import NoRecordError, StoreError, named, quoted
 from .._hostnames import normalize_hostname
 from ..pins import MAX_PIN_LIST, Pin
 from ..reporting._destinations import MAX_REPORT_URI_LENGTH
@@ -131,15 +131,19 @@ def check_record_size(text: str | bytes, where: str) -> None:
 def _number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number (unix time), not {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, not {value!r}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int past any float: JSON allows such numbers
+        raise ValueError(f"{name} must be a finite number, not {quoted(value)}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, not {quoted(value)}")
+    return number
 
 
 def _time(name: str, value: object) -> float:
     at = _number(name, value)
     if not 0 <= at <= LAST_TIME:
-        raise ValueError(f"{name} must be a unix time from 0 to {LAST_TIME:.0f} (year 9999), not {value!r}")
+        raise ValueError(f"{name} must be a unix time from 0 to {LAST_TIME:.0f} (year 9999), not {quoted(value)}")
     return at
 
 
@@ -184,7 +188,7 @@ class PinRecord:
         if self.expires_at is not None:
             set_(self, "expires_at", _time("expires_at", self.expires_at))
         if self.source not in SOURCES:
-            raise ValueError(f"unknown record source {self.source!r}; use one of {', '.join(SOURCES)}")
+            raise ValueError(f"unknown record source {quoted(self.source)}; use one of {', '.join(SOURCES)}")
         if not isinstance(self.include_subdomains, bool):
             raise TypeError("include_subdomains must be a bool")
         if self.report_uri is not None and (not isinstance(self.report_uri, str) or not self.report_uri):
@@ -240,14 +244,14 @@ class PinRecord:
             raise StoreError(f"{where}: expected an object, found {type(data).__name__}")
         unknown = sorted(set(data) - set(_FIELDS))
         if unknown:
-            raise StoreError(f"{where}: unknown field {unknown[0]!r}")
+            raise StoreError(f"{where}: unknown field {quoted(unknown[0])}")
         missing = sorted(_REQUIRED - set(data))
         if missing:
             raise StoreError(f"{where}: missing field {missing[0]!r}")
         host = data["host"]
         if not isinstance(host, str):
             raise StoreError(f"{where}: host must be a string, found {type(host).__name__}")
-        where = f"{where} ({host})"
+        where = f"{where} ({named(host)})"
         pins = data["pins"]
         if not isinstance(pins, list) or not all(isinstance(p, str) for p in pins):
             raise StoreError(f"{where}: pins must be a list of strings")
@@ -598,14 +602,14 @@ def parse_document(text: Union[str, bytes], *, where: str) -> builtins.list[PinR
     if not isinstance(doc, dict):
         raise StoreError(f"{where}: expected a JSON object, found {type(doc).__name__}")
     if doc.get("format") != FORMAT:
-        raise StoreError(f"{where}: not a pinengine pin document (\"format\" is {doc.get('format')!r}, "
+        raise StoreError(f"{where}: not a pinengine pin document (\"format\" is {quoted(doc.get('format'))}, "
                          f"expected {FORMAT!r})")
     version = doc.get("version")
     if version != FORMAT_VERSION:
-        raise StoreError(f"{where}: unsupported version {version!r} (this pinengine reads {FORMAT_VERSION})")
+        raise StoreError(f"{where}: unsupported version {quoted(version)} (this pinengine reads {FORMAT_VERSION})")
     unknown = sorted(set(doc) - {"format", "version", "records"})
     if unknown:
-        raise StoreError(f"{where}: unknown field {unknown[0]!r}")
+        raise StoreError(f"{where}: unknown field {quoted(unknown[0])}")
     items = doc.get("records")
     if not isinstance(items, list):
         raise StoreError(f"{where}: \"records\" must be a list")

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Iterator, Union
 
+from .._errors import named, quoted
 from ._base import Change, CountedChange, PinRecord, PinStore, StoreError, check_record_size, noted_domain
 
 __all__ = ["SQLiteStore", "default_path"]
@@ -186,23 +187,24 @@ class SQLiteStore(PinStore):
     def _record(self, row: Row) -> PinRecord:
         host = row[0]
         where = f"{self.path}: row"
+        shown = named(host) if isinstance(host, str) else quoted(host)  # whatever was written there
         if isinstance(row[1], str):
-            check_record_size(row[1], f"{where} ({host})")
+            check_record_size(row[1], f"{where} ({shown})")
         try:
             pins = json.loads(row[1]) if isinstance(row[1], str) else None
         except ValueError:
             pins = None
         except RecursionError:
-            raise StoreError(f"{where} ({host}): pins column is nested too deeply to be a list of pins") from None
+            raise StoreError(f"{where} ({shown}): pins column is nested too deeply to be a list of pins") from None
         if not isinstance(pins, list):
-            raise StoreError(f"{where} ({host}): pins column is not a JSON list: {row[1]!r:.80}")
+            raise StoreError(f"{where} ({shown}): pins column is not a JSON list: {quoted(row[1])}")
         include = row[6]
         data = dict(zip(_COLUMNS.split(", "), row, strict=True))
         data["pins"] = pins
         data["include_subdomains"] = bool(include) if include in (0, 1) and isinstance(include, int) else include
         record = PinRecord.from_dict(data, where=where)
         if record.host != host:
-            raise StoreError(f"{where} ({host!r}): host is not in normalised form ({record.host})")
+            raise StoreError(f"{where} ({shown}): host is not in normalised form ({record.host})")
         return record
 
     @staticmethod
