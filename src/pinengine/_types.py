@@ -183,16 +183,27 @@ def _read_tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
     return tag, pos, pos + length
 
 
+#: The longest arc of an OID that names print (20 bytes: 140 bits; UUID arcs, the longest in use, take 19).
+_MAX_ARC_BYTES = 20
+
+
 def _decode_oid(body: bytes) -> str:
     if not body or body[-1] & 0x80:
         raise ValueError("bad oid")
     arcs: list[int] = []
     value = 0
+    length = 0
     for byte in body:
+        # An arc of more than _MAX_ARC_BYTES bytes is refused (the name prints as hex): a longer one
+        # would make this loop quadratic (each shift copies the whole integer), and no OID has one.
+        length += 1
+        if length > _MAX_ARC_BYTES:
+            raise ValueError("oid arc too long")
         value = (value << 7) | (byte & 0x7F)
         if not byte & 0x80:
             arcs.append(value)
             value = 0
+            length = 0
     first = arcs[0]
     head = [0, first] if first < 40 else [1, first - 40] if first < 80 else [2, first - 80]
     return ".".join(str(a) for a in head + arcs[1:])

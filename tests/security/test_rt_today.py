@@ -749,19 +749,19 @@ def der_with_long_oid(size: int) -> bytes:
 
 
 @pytest.mark.both_cores
-@pytest.mark.xfail(strict=True, reason="finding: a name holding a long OID is formatted in quadratic time "
-                   "(_types._decode_oid: value << 7 per byte); 96 KB takes over a second")
 def test_a_long_oid_in_a_subject_is_formatted_in_linear_time(backend: str) -> None:
+    # Found: formatting was quadratic in an OID arc's length (96 KB took over a second). At 1 MB a
+    # quadratic formatter takes minutes; the generous bound only tells linear from quadratic.
     import time
 
     from pinengine import parse_certificate
 
-    der = der_with_long_oid(96_000)
+    der = der_with_long_oid(1_000_000)
     started = time.perf_counter()
     subject = parse_certificate(der).subject
     elapsed = time.perf_counter() - started
-    assert subject
-    assert elapsed < 0.3, f"{elapsed:.2f} s to format one name"
+    assert subject.startswith("#")  # a Name no OID reading fits: its hex
+    assert elapsed < 5, f"{elapsed:.2f} s to format one name"
 
 
 @pytest.mark.both_cores
