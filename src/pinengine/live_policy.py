@@ -703,8 +703,17 @@ class LivePolicy(PinPolicy):
         """With ``on_update="recheck"``: after each swap, check ``target``'s idle pooled connections.
 
         ``target`` is a requests Session, a PinnedAdapter or a urllib3
-        PoolManager; it is held weakly. Returns ``target``.
+        PoolManager; it is held weakly. Returns ``target``. Anything else
+        (an httpx or aiohttp client) raises TypeError: its pool cannot be
+        rechecked from here, and watching it would do nothing; close its
+        connections in an ``on_update`` callable instead.
         """
+        if not _watchable(target):
+            raise TypeError(
+                f"watch() takes a requests Session, a requests adapter or a urllib3 PoolManager, not "
+                f"{type(target).__module__}.{type(target).__name__}: its pooled connections cannot be rechecked; "
+                "close them in an on_update callable instead"
+            )
         self._watched.add(target)
         return target
 
@@ -739,6 +748,15 @@ class LivePolicy(PinPolicy):
 
 class _SourceUnavailable(PolicyUpdateError):
     """The source cannot be read right now (Redis down, key missing): not a bad version."""
+
+
+def _watchable(target: Any) -> bool:
+    """Whether ``_pools`` can find ``target``'s connection pools (the shapes it reads)."""
+    return (
+        isinstance(getattr(target, "adapters", None), Mapping)
+        or hasattr(target, "poolmanager")
+        or hasattr(getattr(target, "pools", None), "lock")
+    )
 
 
 def _pools(target: Any) -> list[Any]:
@@ -787,11 +805,13 @@ def recheck(target: Any, policy: PinPolicy) -> int:
             except (queue.Empty, AttributeError):
                 break
             sock = getattr(conn, "sock", None) if conn is not None else None
-            if isinstance(sock, ssl.SSLSocket) and sock.server_hostname:
+            # A TLS socket, or (through an HTTPS proxy) urllib3's SSLTransport around an SSLObject.
+            tls = sock if isinstance(sock, ssl.SSLSocket) else getattr(sock, "sslobj", None)
+            if isinstance(tls, (ssl.SSLSocket, ssl.SSLObject)) and tls.server_hostname:
                 try:
                     # Judged as the hook judged it when it was made (the same reading of its chain),
                     # by the new version.
-                    checked = checked_chain(sock, sock.context)
+                    checked = checked_chain(tls, tls.context)
                     policy.verify(checked.hostname, checked.chain, verified=checked.validated)
                 except Exception:
                     conn.close()

@@ -1,10 +1,11 @@
 """Red team (rt4) on what changed today: resumed sessions, live policy settings, bounds, escapes.
 
-Findings are ``xfail(strict=True)`` tests that fail on the code of the time;
-the other tests are attacks that did not get through, each able to fail if
+Findings were written as ``xfail(strict=True)`` tests that failed on the
+code of the time; each was fixed, and its test now holds the library to it.
+The other tests are attacks that did not get through, each able to fail if
 the defence it checks goes away.
 
-Findings:
+Findings (all fixed):
 
 - ``hooks/ssl.checked_chain`` recalls the chain of a resumed session by
   ``(leaf, host name, validated)``, where ``validated`` is read from the
@@ -453,8 +454,6 @@ def recheck_through_proxy(chain: Chain, server: TLSServer, tmp_path: Path, https
         proxy.close()
 
 
-@pytest.mark.xfail(strict=True, reason="finding: recheck skips pooled connections through an HTTPS proxy (an "
-                   "SSLTransport, not an ssl.SSLSocket; live_policy.recheck): a newly blocked key stays in use")
 def test_recheck_closes_a_connection_through_an_https_proxy_whose_chain_now_holds_a_blocked_key(
     local_chain: Chain, local_server: TLSServer, tmp_path: Path
 ) -> None:
@@ -504,8 +503,6 @@ def test_a_str_subclass_posing_as_an_unpinned_name_is_judged_on_its_own_text(bac
             policy.verify(Alias("bank.test"), chain.ders[:2])
 
 
-@pytest.mark.xfail(strict=True, reason="finding: LivePolicy.watch(httpx.Client) is accepted and does nothing "
-                   "(live_policy._pools): a newly blocked key stays in use on the pooled connection")
 def test_watch_with_an_httpx_client_rechecks_it_or_says_it_cannot(
     local_chain: Chain, local_server: TLSServer, tmp_path: Path
 ) -> None:
