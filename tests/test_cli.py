@@ -363,3 +363,21 @@ def test_overlap_detection_agrees_with_all_pairs() -> None:
                 expected.append((a.host, b.host))
     assert len(expected) > 100
     assert [(a.host, b.host) for a, b in _overlaps(entries)] == expected
+
+
+def test_verify_labels_root_only_a_self_issued_certificate(tmp_path: Path) -> None:
+    # A served chain ends with an intermediate (servers do not send their root): labelled as such.
+    from tests.certs import cached_chain, pem
+
+    chain = cached_chain("p256", "www.example.com")
+    served = tmp_path / "served.pem"
+    served.write_bytes(pem(chain.leaf) + pem(chain.intermediate))
+    code, out = run("verify", "--pin", str(Pin.from_certificate(chain.ders[0])), "--host", "www.example.com",
+                    "--insecure", str(served))
+    assert code == 0, out
+    assert "  1 intermediate: " in out and " root: " not in out, out
+    whole = tmp_path / "whole.pem"
+    whole.write_bytes(pem(chain.leaf) + pem(chain.intermediate) + pem(chain.root))
+    code, out = run("verify", "--pin", str(Pin.from_certificate(chain.ders[0])), "--host", "www.example.com",
+                    "--insecure", str(whole))
+    assert code == 0 and "  2 root: " in out, out

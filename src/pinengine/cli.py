@@ -453,8 +453,10 @@ class _VerifyOutput:
         rows = []
         for i, der in enumerate(chain):
             info = parse_certificate(der)
-            rows.append({"index": i, "role": chain_role(i, len(chain)), "pin": str(spki_pin(der)),
-                         "subject": info.subject})
+            role = chain_role(i, len(chain))
+            if role == "root" and info.subject != info.issuer:
+                role = "intermediate"  # the last a server sent, or a trust anchor that is not a root
+            rows.append({"index": i, "role": role, "pin": str(spki_pin(der)), "subject": info.subject})
         self.doc.setdefault("chains", {})[key] = rows
         if not self.json:
             self.out.write(f"{title}:\n")
