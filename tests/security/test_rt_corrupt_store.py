@@ -82,7 +82,8 @@ CORRUPTIONS = {
     "expires_at=1e18": ({"expires_at": 1e18}, "expires_at"),
     "last_seen=-1e300": ({"last_seen": -1e300}, "last_seen"),
     "first_seen=-1": ({"first_seen": -1.0}, "first_seen"),
-    "pins nested 30000 deep": ({"pins": DEEP}, "nested too deeply"),
+    # (A Python whose JSON decoder reads 30000 levels, 3.13.5 and later, refuses the list's contents.)
+    "pins nested 30000 deep": ({"pins": DEEP}, ("nested too deeply", "must be a list of strings")),
     # Each verify of a dynamic entry reads the record: its pin count is bounded like a pin list's,
     # checked before any pin is parsed; a Redis value or an SQLite column that large is refused for
     # its size (MAX_RECORD_BYTES) before it is decoded. (fields() puts the server's own pin first.)
@@ -166,7 +167,7 @@ def test_a_corrupt_record_refuses_the_connection_with_a_store_error(
             handshake(policy, server)
         message = str(info.value)
         assert "pin store cannot be used" in message, message
-        assert said in message, message
+        assert any(s in message for s in ((said,) if isinstance(said, str) else said)), message
         assert "Overflow" not in message and "Recursion" not in message and "Errno" not in message, message
     finally:
         store.close()
@@ -182,12 +183,13 @@ def test_store_list_names_a_corrupt_record_instead_of_crashing(
         code, _ = cli("store", *writer.cli_store(), *action)
         err = capsys.readouterr().err
         assert code == 2, (action, err)
-        assert said in err and "Traceback" not in err, (action, err)
+        assert any(s in err for s in ((said,) if isinstance(said, str) else said)), (action, err)
+        assert "Traceback" not in err, (action, err)
 
 
 def test_a_deeply_nested_import_document_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     document = tmp_path / "deep.json"
-    document.write_text(DEEP)
+    document.write_text("[" * 100_000 + "]" * 100_000)  # a document file has no per-record bound
     code, _ = cli("store", "--store", str(tmp_path / "pins.sqlite3"), "import", str(document))
     assert code == 2
     assert "nested too deeply" in capsys.readouterr().err
