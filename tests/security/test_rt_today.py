@@ -505,30 +505,21 @@ def test_a_str_subclass_posing_as_an_unpinned_name_is_judged_on_its_own_text(bac
             policy.verify(Alias("bank.test"), chain.ders[:2])
 
 
-def test_watch_with_an_httpx_client_rechecks_it_or_says_it_cannot(
+def test_watch_with_an_httpx_client_says_it_cannot_recheck_it(
     local_chain: Chain, local_server: TLSServer, tmp_path: Path
 ) -> None:
+    # Found: watch(httpx.Client) was accepted and did nothing, so a newly blocked key stayed in use on the
+    # pooled connection. Its pool cannot be rechecked from here: watch() says so.
     httpx = pytest.importorskip("httpx")
     from pinengine.live_policy import LivePolicy
 
     path = tmp_path / "policy.json"
-    pins = [pin(local_chain.ders[0]), OTHER_PIN]
-    write_live(path, pins, [])
+    write_live(path, [pin(local_chain.ders[0]), OTHER_PIN], [])
     live = LivePolicy.from_file(path, interval=None, on_update="recheck")
     try:
         with httpx.Client(verify=create_pinned_context(live, cafile=local_server.cafile)) as client:
-            try:
+            with pytest.raises(TypeError, match="cannot be rechecked"):
                 live.watch(client)
-            except (TypeError, ValueError):
-                return  # said: this target cannot be rechecked
-            assert client.get(local_server.url()).status_code == 200
-            write_live(path, pins, [pin(local_chain.ders[1])])
-            assert live.reload()
-            try:
-                client.get(local_server.url())
-            except httpx.HTTPError:
-                pass
-            assert local_server.connections == 2, "the request after the block went on the pooled connection"
     finally:
         live.close()
 
